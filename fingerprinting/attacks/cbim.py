@@ -1,0 +1,68 @@
+"""Conferrable BIM (Section 4.4): BIM on the composed ensemble M_E.
+
+`probs_fn(x)` returns the softmax outputs of the surrogate side (the source
+first, then the surrogates: S_M of Eq. 11) and of the references, stacked per
+member. Two losses:
+- "linear" (Eq. 14): -M_E(x)[t] with M_E = (1 - Ref) * Surr (Eq. 13) and t the
+  best wrong class of M_E, recomputed at every step;
+- "three_term" (the published version of the paper):
+  H(1, max_t M_E(x')) - beta * H(M(x0), M(x')) + gamma * H(M(x'), Surr(x')).
+Dropout on the ensemble's output (whole members by default) is resampled at
+every step from the step's key, so the example cannot overfit a fixed subset
+of the training models.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from fingerprinting import ensemble
+from fingerprinting.attacks.gradient import sign_gradient_descent
+
+LOSSES = ("linear", "three_term")
+_EPS = 1e-12
+
+
+def best_wrong_class(scores_BxK, y_B):
+  """The highest-scoring class other than the true label."""
+  masked = jnp.where(jax.nn.one_hot(y_B, scores_BxK.shape[-1]) > 0, -jnp.inf, scores_BxK)
+  return jnp.argmax(masked, -1)
+
+
+def linear_loss(surr_BxK, ref_BxK, m_e_BxK, y_B, **_):
+  t = jax.lax.stop_gradient(best_wrong_class(m_e_BxK, y_B))
+  return -jnp.take_along_axis(m_e_BxK, t[:, None], -1).sum()  # Eq. 14
+
+
+def three_term_loss(surr_BxK, ref_BxK, m_e_BxK, y_B, *, source_BxK, source0_BxK,
+                    beta: float, gamma: float):
+  h_max = -jnp.log(jnp.max(m_e_BxK, -1) + _EPS)
+  h_away = -(source0_BxK * jnp.log(source_BxK + _EPS)).sum(-1)
+  h_agree = -(source_BxK * jnp.log(surr_BxK + _EPS)).sum(-1)
+  return (h_max - beta * h_away + gamma * h_agree).sum()
+
+
+def cbim(probs_fn: Callable, x0, y, *, eps: float, alpha: float = 0.01, steps: int = 100,
+         rng=None, dropout: float = 0.5, dropout_kind: str = "member", loss: str = "linear",
+         beta: float = 1.0, gamma: float = 1.0):
+  """C-BIM from clean inputs x0 with true labels y; returns x' in the eps ball.
+
+  `probs_fn(x) -> (surr_MxBxK, ref_MxBxK)`, member 0 of surr being the source.
+  """
+  if loss not in LOSSES:
+    raise ValueError(f"unknown C-BIM loss {loss!r}; expected one of {', '.join(LOSSES)}")
+  source0 = jax.lax.stop_gradient(probs_fn(x0)[0][0]) if loss == "three_term" else None
+
+  def loss_fn(x, key):
+    surr_probs, ref_probs = probs_fn(x)
+    surr, ref, m_e = ensemble.compose(surr_probs, ref_probs, rng=key, dropout=dropout,
+                                      dropout_kind=dropout_kind)
+    if loss == "linear":
+      return linear_loss(surr, ref, m_e, y)
+    return three_term_loss(surr, ref, m_e, y, source_BxK=surr_probs[0], source0_BxK=source0,
+                           beta=beta, gamma=gamma)
+
+  return sign_gradient_descent(loss_fn, x0, eps=eps, alpha=alpha, steps=steps, rng=rng)

@@ -1,0 +1,115 @@
+"""The stages of a run, each resumable inside one work directory.
+
+    train    -> WORKDIR/models/<group>/ and WORKDIR/models.jsonl
+    extract  -> WORKDIR/fingerprint.npz
+    evaluate -> WORKDIR/metrics.jsonl, WORKDIR/report.md, WORKDIR/plots/
+
+Each stage runs the ones before it when their outputs are missing and skips
+whatever is already on disk, so a killed run, rerun with the same command,
+resumes where it stopped. The resolved config is written to
+WORKDIR/config.json; a work directory refuses a config that would change the
+data or models it already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+
+from fingerprinting import artifact
+from fingerprinting import data as data_lib
+from fingerprinting import files
+from fingerprinting import fingerprint as fp_lib
+from fingerprinting import progress
+from fingerprinting import zoo as zoo_lib
+
+# Sections whose change would make the models or the fingerprint in a work
+# directory stale; the others (evaluate, verify) may change between runs.
+PINNED = ("seed", "data", "models", "train")
+FINGERPRINT_FILE = "fingerprint.npz"
+
+
+class WorkdirError(ValueError):
+  pass
+
+
+class EmptyFingerprintError(ValueError):
+  pass
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+  keys = sorted(set(old) | set(new))
+  out = []
+  for k in keys:
+    a, b = old.get(k), new.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _differences(a, b, f"{prefix}{k}.")
+    elif a != b:
+      out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+  return out
+
+
+def pin_config(config, workdir: str, sections=PINNED) -> None:
+  """Writes config.json, refusing one that changes what the workdir holds."""
+  path = os.path.join(workdir, "config.json")
+  new = json.loads(config.to_json())
+  if os.path.exists(path):
+    try:
+      old = files.read_json(path)
+    except (OSError, ValueError) as e:
+      raise WorkdirError(f"{path} is unreadable ({e}); use a new --workdir") from None
+    diff = _differences({k: old.get(k) for k in sections}, {k: new.get(k) for k in sections})
+    if diff:
+      raise WorkdirError(f"{workdir} holds a run made with another config ({'; '.join(diff[:3])}"
+                         f"{'; ...' if len(diff) > 3 else ''}); use a new --workdir")
+  files.write_json_atomic(path, new)
+
+
+def load_splits(config) -> data_lib.Splits:
+  cfg = types.SimpleNamespace(**config.data.to_dict())
+  cfg.dir = cfg.dir or None
+  return data_lib.load_splits(cfg)
+
+
+def open_zoo(config, workdir: str) -> zoo_lib.Zoo:
+  zoo_lib.validate(config)  # names first: no data loading for a typo
+  os.makedirs(workdir, exist_ok=True)
+  pin_config(config, workdir)
+  return zoo_lib.Zoo(config, workdir, load_splits(config))
+
+
+def run_train(config, workdir: str) -> list[dict]:
+  zoo = open_zoo(config, workdir)
+  rows = zoo.train_all()
+  print(format_models(rows))
+  return rows
+
+
+def format_models(rows: list[dict]) -> str:
+  lines = [f"{'model':44s} {'kind':22s} {'test acc':>8s}"]
+  lines += [f"{r['name']:44s} {r['kind']:22s} {r['test_accuracy']:8.3f}" for r in rows]
+  return "\n".join(lines)
+
+
+def fingerprint_path(workdir: str) -> str:
+  return os.path.join(workdir, FINGERPRINT_FILE)
+
+
+def run_extract(config, workdir: str, *, zoo=None) -> artifact.Fingerprint:
+  path = fingerprint_path(workdir)
+  if os.path.exists(path):
+    fp = artifact.load(path)
+    progress.log(f"extract: {path} exists ({len(fp)} examples); nothing to do")
+    return fp
+  zoo = zoo or open_zoo(config, workdir)
+  zoo.train_all()
+  fp = fp_lib.extract(zoo, config)
+  if len(fp) == 0:
+    raise EmptyFingerprintError(
+        f"no example reached conferrability >= {config.extract.tau} "
+        f"(of {fp.meta['candidates']} candidates, {fp.meta['adversarial']} adversarial); "
+        "try a larger extract.eps, more extract.steps or a lower extract.tau")
+  artifact.save(path, fp)
+  progress.log(f"extract: wrote {path}")
+  return fp

@@ -1,0 +1,298 @@
+"""Tests for `fingerprinting.models`: the model contract every other module relies on.
+
+Compiling the full paper models on a 2-core CPU takes minutes (DenseNet-100
+alone ~30 s), so every family is *run* in one compiled function per model on a
+reduced configuration of the same module class (ResNet-20, the CPU models and
+shallow DenseNet/VGG/MobileNetV2 variants), while the full paper architectures
+are checked at 8x8x1 and 32x32x3 with `jax.eval_shape`, which only traces.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fingerprinting.models import (
+    ARCHITECTURES,
+    CPU_ARCHITECTURES,
+    PAPER_ARCHITECTURES,
+    get_model,
+)
+from fingerprinting.models.densenet import DenseNet
+from fingerprinting.models.mobilenet import MobileNetV2
+from fingerprinting.models.vgg import VGG
+
+NUM_CLASSES = 7  # Not 10, so a head hard-wired to 10 classes would be caught.
+BATCH = 2
+SMALL, MNIST, CIFAR, ODD = (8, 8, 1), (28, 28, 1), (32, 32, 3), (9, 13, 2)
+
+# Stated in the module docstrings (10 classes, 32x32x3 input); allowed +-2%.
+STATED_PARAM_COUNTS = {
+    "densenet": 769_162,
+    "vgg16": 14_724_042,
+    "vgg19": 20_035_018,
+    "mobilenetv2": 2_236_682,
+}
+# Width of the representation feeding `head`, where it does not depend on input size.
+HEAD_IN_FEATURES = {
+    "resnet20": 64,
+    "resnet56": 64,
+    "densenet": 342,
+    "vgg16": 512,
+    "vgg19": 512,
+    "mobilenetv2": 1280,
+    "cnn_small": 128,
+    "cnn_medium": 64,
+    "mlp": 256,
+}
+BATCHNORM_FREE = {"cnn_small", "cnn_wide", "mlp"}
+
+# Models executed for real: (constructor, input shapes). The reduced variants
+# keep every code path of their family (transitions, 5 pools on 8x8, stride-2
+# skipping, inverted residuals with and without expansion / residual).
+REAL_MODELS = {
+    "resnet20": (lambda: get_model("resnet20", NUM_CLASSES), (SMALL, MNIST, CIFAR)),
+    **{name: (functools.partial(get_model, name, NUM_CLASSES), (SMALL, MNIST, CIFAR, ODD))
+       for name in CPU_ARCHITECTURES},
+    "densenet_depth10": (lambda: DenseNet(NUM_CLASSES, depth=10), (SMALL, MNIST, ODD)),
+    "vgg_5pool": (
+        lambda: VGG(NUM_CLASSES, config=(16, "M", 16, "M", 32, "M", 32, "M", 32, "M")),
+        (SMALL, MNIST, ODD),
+    ),
+    "mobilenetv2_tiny": (
+        lambda: MobileNetV2(
+            NUM_CLASSES, width_multiplier=0.25, last_features=64,
+            block_config=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 1, 2)),
+        ),
+        (SMALL, MNIST, ODD),
+    ),
+}
+# Full architectures that are only traced (ResNet-20 is also run for real).
+ABSTRACT_MODELS = PAPER_ARCHITECTURES
+
+# Opt level 0 roughly halves XLA:CPU compile time; these tests check shapes,
+# finiteness and exact identities, not speed.
+_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _inputs(shape, seed: int = 0) -> jnp.ndarray:
+    return jax.random.uniform(jax.random.key(seed), (BATCH, *shape), jnp.float32)
+
+
+def _compile_and_call(fn, *args):
+    lowered = jax.jit(fn).lower(*args)
+    try:
+        compiled = lowered.compile(compiler_options=_FAST_COMPILE)
+    except Exception:  # Option names are XLA-version specific; speed is optional.
+        compiled = lowered.compile()
+    return jax.device_get(compiled(*args))
+
+
+@functools.cache
+def _real_results(label: str) -> dict:
+    """Everything the tests need from one model, from a single compilation."""
+    make, shapes = REAL_MODELS[label]
+    model = make()
+
+    def run(key):
+        out = {"eval": {}}
+        for shape in shapes:
+            x = jax.random.uniform(jax.random.fold_in(key, 1), (BATCH, *shape))
+            out["eval"][shape] = model.apply(model.init(key, x), x)
+        x = jax.random.uniform(jax.random.fold_in(key, 2), (BATCH, *SMALL))
+        variables = model.init(key, x)
+        out["variables"] = variables
+        out["train_logits"], out["updates"] = model.apply(
+            variables, x, train=True, mutable=["batch_stats"]
+        )
+        out["logits"] = model.apply(variables, x)
+        out["identity_norm_logits"] = model.clone(pixel_mean=0.0, pixel_std=1.0).apply(
+            variables, (x - 0.5) / 0.25
+        )
+        out["half_scale_logits"] = model.apply(variables, 0.5 * x)
+        return out
+
+    return {"model": model, **_compile_and_call(run, jax.random.key(0))}
+
+
+@functools.cache
+def _abstract_results(name: str) -> dict:
+    model = get_model(name, NUM_CLASSES)
+
+    def run(key):
+        out = {}
+        for shape in (SMALL, CIFAR):
+            x = jnp.zeros((BATCH, *shape), jnp.float32)
+            variables = model.init(key, x)
+            out[shape] = {
+                "variables": variables,
+                "eval": model.apply(variables, x),
+                "train": model.apply(variables, x, train=True, mutable=["batch_stats"]),
+            }
+        return out
+
+    return jax.eval_shape(run, jax.random.key(0))
+
+
+def _num_params(params) -> int:
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params))
+
+
+def test_registry_names():
+    assert ARCHITECTURES == PAPER_ARCHITECTURES + CPU_ARCHITECTURES
+    assert PAPER_ARCHITECTURES == (
+        "resnet20", "resnet56", "densenet", "vgg16", "vgg19", "mobilenetv2",
+    )
+    assert set(CPU_ARCHITECTURES) == {"cnn_small", "cnn_medium", "cnn_wide", "mlp"}
+    assert len(set(ARCHITECTURES)) == len(ARCHITECTURES)
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(ValueError) as err:
+        get_model("resnet1000", NUM_CLASSES)
+    for name in ARCHITECTURES:
+        assert name in str(err.value)
+
+
+def test_kwargs_override_attributes():
+    model = get_model("resnet20", NUM_CLASSES, dtype=jnp.bfloat16, pixel_std=0.5)
+    assert (model.dtype, model.pixel_std, model.depth) == (jnp.bfloat16, 0.5, 20)
+
+
+@pytest.mark.parametrize("label", REAL_MODELS)
+def test_real_eval_logits(label):
+    results = _real_results(label)
+    assert set(results["eval"]) == set(REAL_MODELS[label][1])
+    for logits in results["eval"].values():
+        chex.assert_shape(logits, (BATCH, NUM_CLASSES))
+        chex.assert_type(logits, jnp.float32)
+        chex.assert_tree_all_finite(logits)
+
+
+@pytest.mark.parametrize("label", REAL_MODELS)
+def test_real_train_mode_updates_batch_stats(label):
+    results = _real_results(label)
+    chex.assert_shape(results["train_logits"], (BATCH, NUM_CLASSES))
+    chex.assert_tree_all_finite(results["train_logits"])
+    variables, updates = results["variables"], results["updates"]
+    if label in BATCHNORM_FREE:
+        assert "batch_stats" not in variables and not updates.get("batch_stats")
+        return
+    old, new = variables["batch_stats"], updates["batch_stats"]
+    chex.assert_trees_all_equal_shapes(old, new)
+    changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), old, new))
+    assert changed and all(changed), "every BatchNorm layer should update its statistics"
+
+
+@pytest.mark.parametrize("label", REAL_MODELS)
+def test_normalization_is_first_op(label):
+    # The model on pixels x must equal the same weights with identity
+    # normalization on (x - 0.5) / 0.25: pins the documented constants and that
+    # nothing touches x before normalizing.
+    results = _real_results(label)
+    model = results["model"]
+    assert (model.pixel_mean, model.pixel_std) == (0.5, 0.25)
+    np.testing.assert_allclose(
+        results["logits"], results["identity_norm_logits"], rtol=1e-4, atol=1e-6
+    )
+    # The model reads pixel scale (no internal re-standardisation of inputs).
+    logits, half = results["logits"], results["half_scale_logits"]
+    assert np.max(np.abs(logits - half)) > 1e-3 * np.max(np.abs(logits))
+
+
+@pytest.mark.parametrize("name", ABSTRACT_MODELS)
+def test_full_paper_models_abstract(name):
+    for shape, result in _abstract_results(name).items():
+        for logits in (result["eval"], result["train"][0]):
+            chex.assert_shape(logits, (BATCH, NUM_CLASSES))
+            assert logits.dtype == jnp.float32, (name, shape)
+        stats = result["variables"]["batch_stats"]
+        chex.assert_trees_all_equal_shapes(stats, result["train"][1]["batch_stats"])
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_params_float32_and_head(name):
+    if name in ABSTRACT_MODELS:
+        params = _abstract_results(name)[CIFAR]["variables"]["params"]
+    else:
+        params = _real_results(name)["variables"]["params"]
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(params))
+    assert set(params["head"]) == {"kernel", "bias"}
+    kernel_shape = params["head"]["kernel"].shape
+    assert len(kernel_shape) == 2 and kernel_shape[1] == NUM_CLASSES
+    if name in HEAD_IN_FEATURES:
+        assert kernel_shape[0] == HEAD_IN_FEATURES[name]
+    assert params["head"]["bias"].shape == (NUM_CLASSES,)
+
+
+def test_head_is_applied_last():
+    # Logits must be exactly the head's affine map: with a zero kernel only the
+    # bias is left, so nothing runs after `head`.
+    results = _real_results("cnn_medium")
+    model, variables = results["model"], results["variables"]
+    bias = jnp.arange(NUM_CLASSES, dtype=jnp.float32)
+    params = {**variables["params"], "head": {
+        "kernel": jnp.zeros_like(variables["params"]["head"]["kernel"]), "bias": bias}}
+    logits = model.apply({**variables, "params": params}, _inputs(SMALL))
+    np.testing.assert_array_equal(logits, np.broadcast_to(bias, logits.shape))
+
+
+def _count_for_10_classes(name: str) -> int:
+    params = _abstract_results(name)[CIFAR]["variables"]["params"]
+    head_inputs = params["head"]["kernel"].shape[0]
+    return _num_params(params) + (10 - NUM_CLASSES) * (head_inputs + 1)
+
+
+def test_resnet_param_counts():
+    assert 260_000 <= _count_for_10_classes("resnet20") <= 280_000
+    assert 840_000 <= _count_for_10_classes("resnet56") <= 870_000
+
+
+@pytest.mark.parametrize("name", sorted(STATED_PARAM_COUNTS))
+def test_stated_param_counts(name):
+    count, stated = _count_for_10_classes(name), STATED_PARAM_COUNTS[name]
+    assert abs(count - stated) <= 0.02 * stated, (name, count, stated)
+
+
+def test_init_deterministic_given_key():
+    model = get_model("cnn_small", NUM_CLASSES)
+    x = _inputs(SMALL)
+    a, b = model.init(jax.random.key(42), x), model.init(jax.random.key(42), x)
+    c = model.init(jax.random.key(43), x)
+    chex.assert_trees_all_equal(a, b)
+    assert not np.array_equal(a["params"]["head"]["kernel"], c["params"]["head"]["kernel"])
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits():
+    model = get_model("cnn_medium", NUM_CLASSES, dtype=jnp.bfloat16)
+
+    def run(x):
+        variables = model.init(jax.random.key(0), x)
+        return variables, model.apply(variables, x, train=True, mutable=["batch_stats"])[0]
+
+    variables, logits = _compile_and_call(run, _inputs(SMALL))
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(variables))
+    assert logits.dtype == np.float32 and logits.shape == (BATCH, NUM_CLASSES)
+    chex.assert_tree_all_finite(logits)
+
+
+def test_vmap_over_member_axis():
+    # Other code stacks ensemble members on a leading axis with jax.vmap.
+    model = get_model("cnn_medium", NUM_CLASSES)
+    x = _inputs(SMALL)
+
+    def run(keys):
+        stacked = jax.vmap(lambda k: model.init(k, x))(keys)
+        logits = jax.vmap(lambda v: model.apply(v, x))(stacked)
+        first = model.apply(jax.tree.map(lambda a: a[0], stacked), x)
+        return logits, first
+
+    logits, first = _compile_and_call(run, jax.random.split(jax.random.key(0), 3))
+    assert logits.shape == (3, BATCH, NUM_CLASSES)
+    np.testing.assert_allclose(logits[0], first, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(logits[0], logits[1])
