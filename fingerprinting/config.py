@@ -30,14 +30,16 @@ def base() -> ml_collections.ConfigDict:
       calibration_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
       calibration_data="d1",            # the defender's own data; 'd2' to simulate outsiders
       surrogate_labels="source_soft",   # Retraining attack: the source's labels at T
-      temperature=1.0,
+      training_temperature=1.0,         # distillation T of the defender's surrogates
+      testing_temperature=1.0,          # T of the adversary's surrogates (Retraining: 1)
       strategy="auto"))                 # member execution: auto, vmap, unroll, map
 
   c.train = ml_collections.ConfigDict(dict(
       optimizer="adam", learning_rate=2e-3, weight_decay=0.0, schedule="cosine",
       batch_size=64, epochs=15, source_epochs=20,
       augment_crop=0, augment_flip=False,
-      chunk_steps=50))
+      chunk_steps=50,
+      checkpoint_seconds=30.0))         # a kill redoes at most this much training
 
   c.extract = ml_collections.ConfigDict(dict(
       attack="cbim", loss="linear",      # or "three_term" (published version)

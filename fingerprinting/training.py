@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import time
 from typing import Any
 
 import flax
@@ -189,6 +190,7 @@ def train_group(model, x_N, targets_NxK, *, size: int, cfg, epochs: int, rng,
   chunk = make_chunk_fn(model, tx, cfg, strategy=strategy, temperature=temperature,
                         trainable=trainable)
   bar = progress.Bar(desc, total=(epochs - start) * chunks, unit="chunk")
+  last_save = time.time()
   for epoch in range(start, epochs):
     epoch_keys = jax.vmap(jax.random.fold_in, (0, None))(member_keys, epoch)
     perm = _permutations(epoch_keys, n)
@@ -203,9 +205,14 @@ def train_group(model, x_N, targets_NxK, *, size: int, cfg, epochs: int, rng,
             f"the last good checkpoint (epoch {start}) is kept")
       bar.update(1, f"epoch {epoch + 1}/{epochs} loss {loss.mean():.3f} "
                     f"acc {np.asarray(metrics['accuracy']).mean():.3f}")
-    if manager is not None:
+    # Save at most every `checkpoint_seconds` (and after the last epoch, which
+    # the caller saves as final variables): on small data an epoch takes less
+    # time than writing its checkpoint.
+    due = time.time() - last_save >= cfg.get("checkpoint_seconds", 0.0) or epoch + 1 == epochs
+    if manager is not None and due:
       manager.save(epoch + 1, args=ocp.args.StandardSave(state))
       manager.wait_until_finished()
+      last_save = time.time()
   bar.close()
   return variables_of(state)
 
@@ -218,6 +225,9 @@ def _logits_chunk(variables, x, *, model, strategy):
 def predict_logits(model, variables, x, *, batch_size: int = 512, strategy=None) -> np.ndarray:
   """Inference logits of every member on x, [M, N, K], evaluated in batches."""
   strategy = ensemble.resolve_strategy(strategy)
+  if len(x) == 0:
+    k = jax.eval_shape(lambda v: ensemble.apply_members(model, v, jnp.zeros((1, *x.shape[1:]))), variables)
+    return np.zeros((ensemble.num_members(variables), 0, k.shape[-1]), np.float32)
   out = []
   for i in range(0, len(x), batch_size):
     xb = np.asarray(x[i:i + batch_size])

@@ -145,6 +145,14 @@ class Zoo:
           src.group.model, src.variables, x, strategy=self.strategy)[0]
     return self._source_logits[party]
 
+  def temperature(self, kind: str) -> float:
+    """Distillation temperature T (Section 2.2): the defender picks it for its
+    training surrogates; the adversary's Retraining attack uses T = 1."""
+    if not KINDS[kind][1]:
+      return 1.0
+    m = self.config.models
+    return m.training_temperature if kind.startswith("training") else m.testing_temperature
+
   def targets(self, kind: str) -> np.ndarray:
     split = self.party(kind)
     k = self.splits.num_classes
@@ -153,7 +161,7 @@ class Zoo:
     party = KINDS[kind][0]
     return labels_lib.make_targets(self.config.models.surrogate_labels, split.y,
                                    self.source_logits(party), num_classes=k,
-                                   temperature=self.config.models.temperature)
+                                   temperature=self.temperature(kind))
 
   def get(self, kind: str) -> list[TrainedGroup]:
     """The trained groups of one kind, training whatever is missing."""
@@ -174,7 +182,7 @@ class Zoo:
     split = self.party(kind)
     cfg = self.config.train
     epochs = cfg.source_epochs if kind == "source" else cfg.epochs
-    temperature = self.config.models.temperature if KINDS[kind][1] else 1.0
+    temperature = self.temperature(kind)
     variables = training.train_group(
         group.model, split.x, self.targets(kind), size=group.size, cfg=cfg, epochs=epochs,
         rng=group_seed(self.config, group.name), ckpt_dir=os.path.join(gdir, "checkpoints"),

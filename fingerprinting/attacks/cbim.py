@@ -6,7 +6,8 @@ member. Two losses:
 - "linear" (Eq. 14): -M_E(x)[t] with M_E = (1 - Ref) * Surr (Eq. 13) and t the
   best wrong class of M_E, recomputed at every step;
 - "three_term" (the published version of the paper):
-  H(1, max_t M_E(x')) - beta * H(M(x0), M(x')) + gamma * H(M(x'), Surr(x')).
+  H(1, max_t M_E(x')) - beta * H(M(x0), M(x')) + gamma * H(M(x'), Surr(x')),
+  the max over the wrong classes t != y.
 Dropout on the ensemble's output (whole members by default) is resampled at
 every step from the step's key, so the example cannot overfit a fixed subset
 of the training models.
@@ -39,7 +40,10 @@ def linear_loss(surr_BxK, ref_BxK, m_e_BxK, y_B, **_):
 
 def three_term_loss(surr_BxK, ref_BxK, m_e_BxK, y_B, *, source_BxK, source0_BxK,
                     beta: float, gamma: float):
-  h_max = -jnp.log(jnp.max(m_e_BxK, -1) + _EPS)
+  # max_t runs over the wrong classes: with t = y the term would reward inputs
+  # on which only the references change their mind, the opposite of the goal.
+  t = jax.lax.stop_gradient(best_wrong_class(m_e_BxK, y_B))
+  h_max = -jnp.log(jnp.take_along_axis(m_e_BxK, t[:, None], -1)[:, 0] + _EPS)
   h_away = -(source0_BxK * jnp.log(source_BxK + _EPS)).sum(-1)
   h_agree = -(source_BxK * jnp.log(surr_BxK + _EPS)).sum(-1)
   return (h_max - beta * h_away + gamma * h_agree).sum()
