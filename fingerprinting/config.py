@@ -39,6 +39,7 @@ def base() -> ml_collections.ConfigDict:
       batch_size=64, epochs=15, source_epochs=20,
       augment_crop=0, augment_flip=False,
       chunk_steps=50,
+      loop="auto",                      # steps: auto, python (CPU) or fori (accelerators)
       checkpoint_seconds=30.0))         # a kill redoes at most this much training
 
   c.extract = ml_collections.ConfigDict(dict(
@@ -46,7 +47,8 @@ def base() -> ml_collections.ConfigDict:
       beta=1.0, gamma=1.0,               # weights of the three-term loss
       eps=0.25, alpha=0.01, steps=100,
       dropout=0.5, dropout_kind="member",
-      tau=0.75, num_candidates=400, fingerprint_size=100, batch_size=100))
+      tau=0.75, num_candidates=400, fingerprint_size=100, batch_size=100,
+      loop="auto"))                      # attack steps: auto, python (CPU) or fori
 
   c.verify = ml_collections.ConfigDict(dict(theta=0.7, significance=0.01))
 

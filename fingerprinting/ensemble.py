@@ -37,6 +37,26 @@ def resolve_strategy(strategy: str | None) -> str:
   return strategy
 
 
+LOOPS = ("python", "fori")
+
+
+def resolve_loop(loop: str | None, backend: str | None = None) -> str:
+  """How iterations (training steps, attack steps) run.
+
+  'fori' keeps them inside one compiled program (lax.scan / fori_loop): no
+  Python dispatch, the accelerator's way. 'python' jits one step and drives
+  it from Python: XLA:CPU runs convolutions inside a while loop an order of
+  magnitude slower than at the top level (measured here: 10 training steps
+  of a small CNN, 35 s in a scan against 1.6 s unrolled), so 'auto' picks
+  'python' on a CPU.
+  """
+  if loop in (None, "", "auto"):
+    return "python" if (backend or jax.default_backend()) == "cpu" else "fori"
+  if loop not in LOOPS:
+    raise ValueError(f"unknown loop {loop!r}; expected auto, {' or '.join(LOOPS)}")
+  return loop
+
+
 def num_members(tree) -> int:
   return jax.tree_util.tree_leaves(tree)[0].shape[0]
 

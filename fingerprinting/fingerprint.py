@@ -72,16 +72,36 @@ def make_probs_fn(surr_groups, ref_groups, strategy=None):
   return probs_fn
 
 
-def make_cbim_fn(surr_groups, ref_groups, ecfg, strategy=None):
-  """One jitted C-BIM over a batch; the variables are arguments, not constants."""
+def make_cbim_fn(surr_groups, ref_groups, ecfg, strategy=None, loop=None):
+  """`run(surr_vars, ref_vars, x0, y, rng) -> x'`: C-BIM over a batch.
+
+  The variables are arguments, not constants baked into the program. With
+  loop "fori" the whole attack is one jitted program; with "python" one
+  jitted step is driven from Python (see `ensemble.resolve_loop`); both give
+  the same result.
+  """
   probs_fn = make_probs_fn(surr_groups, ref_groups, strategy)
+  loop = ensemble.resolve_loop(loop)
+  kw = dict(eps=ecfg.eps, alpha=ecfg.alpha, dropout=ecfg.dropout, dropout_kind=ecfg.dropout_kind,
+            loss=ecfg.loss, beta=ecfg.beta, gamma=ecfg.gamma)
+
+  if loop == "fori":
+    @jax.jit
+    def run(surr_vars, ref_vars, x0, y, rng):
+      return cbim_lib.cbim(functools.partial(probs_fn, surr_vars, ref_vars), x0, y,
+                           steps=ecfg.steps, rng=rng, **kw)
+    return run
 
   @jax.jit
+  def step(surr_vars, ref_vars, x, x0, y, i, rng):
+    return cbim_lib.cbim_step(functools.partial(probs_fn, surr_vars, ref_vars), x, x0, y, i,
+                              rng=rng, **kw)
+
   def run(surr_vars, ref_vars, x0, y, rng):
-    return cbim_lib.cbim(functools.partial(probs_fn, surr_vars, ref_vars), x0, y,
-                         eps=ecfg.eps, alpha=ecfg.alpha, steps=ecfg.steps, rng=rng,
-                         dropout=ecfg.dropout, dropout_kind=ecfg.dropout_kind, loss=ecfg.loss,
-                         beta=ecfg.beta, gamma=ecfg.gamma)
+    x = x0
+    for i in range(ecfg.steps):
+      x = step(surr_vars, ref_vars, x, x0, y, i, rng)
+    return x
   return run
 
 
@@ -95,7 +115,8 @@ def run_cbim(zoo, x0, y, ecfg, seed: int) -> np.ndarray:
   """C-BIM over Compose(source + training surrogates, training references), batched."""
   surr = [zoo.source()] + zoo.get("training_surrogate")
   refs = zoo.get("training_reference")
-  run = make_cbim_fn([t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy)
+  run = make_cbim_fn([t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy,
+                     ecfg.get("loop"))
   surr_vars, ref_vars = [t.variables for t in surr], [t.variables for t in refs]
   out, bs = [], ecfg.batch_size
   with progress.Bar("C-BIM", total=len(x0), unit="inputs") as bar:

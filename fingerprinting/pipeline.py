@@ -27,6 +27,8 @@ from fingerprinting import zoo as zoo_lib
 # Sections whose change would make the models or the fingerprint in a work
 # directory stale; the others (evaluate, verify) may change between runs.
 PINNED = ("seed", "data", "models", "train")
+# Fields of those sections that change only speed, never results.
+UNPINNED = ("models.strategy", "train.loop", "train.checkpoint_seconds")
 FINGERPRINT_FILE = "fingerprint.npz"
 
 
@@ -59,7 +61,9 @@ def pin_config(config, workdir: str, sections=PINNED) -> None:
       old = files.read_json(path)
     except (OSError, ValueError) as e:
       raise WorkdirError(f"{path} is unreadable ({e}); use a new --workdir") from None
-    diff = _differences({k: old.get(k) for k in sections}, {k: new.get(k) for k in sections})
+    diff = [d for d in _differences({k: old.get(k) for k in sections},
+                                    {k: new.get(k) for k in sections})
+            if d.split(":")[0] not in UNPINNED]
     if diff:
       raise WorkdirError(f"{workdir} holds a run made with another config ({'; '.join(diff[:3])}"
                          f"{'; ...' if len(diff) > 3 else ''}); use a new --workdir")

@@ -118,28 +118,49 @@ def member_train_step(state: TrainState, x, targets_BxK, rng, *, model, tx,
   return TrainState(params, batch_stats, opt_state), {"loss": loss, "accuracy": acc}
 
 
-def make_chunk_fn(model, tx, cfg, *, strategy=None, temperature=1.0, trainable=None):
-  """Jitted `chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first) -> (state, metrics)`:
-  `cfg.chunk_steps`-many steps of every member, batch i of member m being
-  perm[m, i*B:(i+1)*B] (wrapping around the permutation)."""
+def make_vec_train_step(model, tx, cfg, *, strategy=None, temperature=1.0, trainable=None):
+  """`vec_train_step(state, x_MxB.., targets_MxBxK, keys_M)`: one step of every member."""
   step = functools.partial(member_train_step, model=model, tx=tx, temperature=temperature,
                            crop=cfg.augment_crop, flip=cfg.augment_flip, trainable=trainable)
-  vec_train_step = ensemble.map_members(step, (0, 0, 0, 0), strategy)
+  return ensemble.map_members(step, (0, 0, 0, 0), strategy)
+
+
+def make_chunk_fn(model, tx, cfg, *, strategy=None, temperature=1.0, trainable=None, loop=None):
+  """`chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first, length) -> (state, metrics)`:
+  `length` steps of every member, batch i of member m being perm[m, i*B:(i+1)*B]
+  (wrapping around the permutation). With loop 'fori' the steps run in one
+  jitted `lax.scan`; with 'python' one jitted step is called per step (see
+  `ensemble.resolve_loop`). `chunk.jitted` is the compiled function.
+  """
+  vec_train_step = make_vec_train_step(model, tx, cfg, strategy=strategy,
+                                       temperature=temperature, trainable=trainable)
   batch = cfg.batch_size
 
+  def step(state, x_N, targets_NxK, perm_MxN, keys_M, i):
+    pos = i * batch + jnp.arange(batch)
+    idx_MxB = perm_MxN[:, pos % perm_MxN.shape[1]]
+    rngs = jax.vmap(jax.random.fold_in, (0, None))(keys_M, i)
+    return vec_train_step(state, x_N[idx_MxB], targets_NxK[idx_MxB], rngs)
+
+  if ensemble.resolve_loop(loop) == "fori":
+    def scanned(state, x_N, targets_NxK, perm_MxN, keys_M, first, length):
+      body = lambda s, i: step(s, x_N, targets_NxK, perm_MxN, keys_M, first + i)
+      state, metrics = jax.lax.scan(body, state, jnp.arange(length))
+      return state, jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
+    chunk = jax.jit(scanned, static_argnums=(6,), donate_argnums=(0,))
+    chunk.jitted = chunk
+    return chunk
+
+  jitted = jax.jit(step, donate_argnums=(0,))
+
   def chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first, length):
-    n = perm_MxN.shape[1]
-
-    def body(state, i):
-      pos = (first + i) * batch + jnp.arange(batch)
-      idx_MxB = perm_MxN[:, pos % n]
-      rngs = jax.vmap(jax.random.fold_in, (0, None))(keys_M, first + i)
-      return vec_train_step(state, x_N[idx_MxB], targets_NxK[idx_MxB], rngs)
-
-    state, metrics = jax.lax.scan(body, state, jnp.arange(length))
-    return state, jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
-
-  return jax.jit(chunk, static_argnums=(6,), donate_argnums=(0,))
+    metrics = []
+    for i in range(first, first + length):
+      state, m = jitted(state, x_N, targets_NxK, perm_MxN, keys_M, i)
+      metrics.append(m)
+    return state, jax.tree_util.tree_map(lambda *m: jnp.stack(m).mean(0), *metrics)
+  chunk.jitted = jitted
+  return chunk
 
 
 def plan_chunks(num_examples: int, batch_size: int, chunk_steps: int) -> tuple[int, int]:
@@ -188,7 +209,7 @@ def train_group(model, x_N, targets_NxK, *, size: int, cfg, epochs: int, rng,
     state = manager.restore(start, args=ocp.args.StandardRestore(state))
     progress.log(f"{desc}: resuming from the checkpoint of epoch {start}/{epochs}")
   chunk = make_chunk_fn(model, tx, cfg, strategy=strategy, temperature=temperature,
-                        trainable=trainable)
+                        trainable=trainable, loop=cfg.get("loop"))
   bar = progress.Bar(desc, total=(epochs - start) * chunks, unit="chunk")
   last_save = time.time()
   for epoch in range(start, epochs):

@@ -107,3 +107,17 @@ def test_parameter_hash_changes_with_any_weight():
   h = fp_lib.parameter_hash(v)
   v2 = {"params": {"a": np.zeros((2, 2), np.float32), "b": np.array([1, 1, 1.0001], np.float32)}}
   assert fp_lib.parameter_hash(v2) != h and fp_lib.parameter_hash(v) == h
+
+
+def test_cbim_python_loop_equals_fori_loop():
+  w = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 3))
+  probs_fn = _linear_probs_fn(w, -w)
+  x0 = jax.random.uniform(jax.random.PRNGKey(1), (4, 4, 4, 1))
+  y = jnp.zeros(4, jnp.int32)
+  kw = dict(eps=0.2, alpha=0.01, dropout=0.5, loss="linear")
+  key = jax.random.PRNGKey(3)
+  want = cbim_lib.cbim(probs_fn, x0, y, steps=7, rng=key, **kw)
+  x = x0
+  for i in range(7):
+    x = cbim_lib.cbim_step(probs_fn, x, x0, y, i, rng=key, **kw)
+  chex.assert_trees_all_close(x, want, atol=1e-6)

@@ -40,11 +40,14 @@ def test_members_are_independent_of_group_size(digits):
                          ensemble.member(three, 1)["params"]["head"]["kernel"])
 
 
-def test_strategies_train_identically(digits):
+def test_strategies_and_loops_train_identically(digits):
   x, t, _ = digits
   model = models.get_model("cnn_medium", 10)  # BatchNorm statistics are stacked state too
-  kw = dict(size=2, cfg=_cfg(augment_crop=1, augment_flip=True), epochs=1, rng=jax.random.PRNGKey(0))
-  results = [training.train_group(model, x, t, strategy=s, **kw) for s in ensemble.STRATEGIES]
+  kw = dict(size=2, epochs=1, rng=jax.random.PRNGKey(0))
+  aug = dict(augment_crop=1, augment_flip=True)
+  results = [training.train_group(model, x, t, strategy=s, cfg=_cfg(loop="python", **aug), **kw)
+             for s in ensemble.STRATEGIES]
+  results.append(training.train_group(model, x, t, strategy="unroll", cfg=_cfg(loop="fori", **aug), **kw))
   for r in results[1:]:
     chex.assert_trees_all_close(r, results[0], atol=2e-4, rtol=2e-4)
 
@@ -107,18 +110,19 @@ def test_non_finite_loss_stops_with_the_group_named(digits):
                          rng=jax.random.PRNGKey(0), desc="bad-group")
 
 
-def test_chunk_function_compiles_once(digits):
+@pytest.mark.parametrize("loop", ensemble.LOOPS)
+def test_chunk_function_compiles_once(digits, loop):
   x, t, _ = digits
   model = models.get_model("mlp", 10)
   cfg = _cfg()
   tx = training.make_optimizer(cfg, 8, 2)
-  chunk = training.make_chunk_fn(model, tx, cfg, strategy="unroll")
+  chunk = training.make_chunk_fn(model, tx, cfg, strategy="unroll", loop=loop)
   state = training.init_state(model, tx, jax.random.PRNGKey(0), 2, x.shape[1:])
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
   perm = training._permutations(keys, len(x))
   for first in (0, 4, 8, 12):
     state, _ = chunk(state, x, t, perm, keys, first, 4)
-  assert chunk._cache_size() == 1
+  assert chunk.jitted._cache_size() == 1
 
 
 def test_augment_identity_and_shapes():

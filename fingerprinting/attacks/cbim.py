@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from fingerprinting import ensemble
+from fingerprinting.attacks.gradient import descent_step
 from fingerprinting.attacks.gradient import sign_gradient_descent
 
 LOSSES = ("linear", "three_term")
@@ -49,13 +50,9 @@ def three_term_loss(surr_BxK, ref_BxK, m_e_BxK, y_B, *, source_BxK, source0_BxK,
   return (h_max - beta * h_away + gamma * h_agree).sum()
 
 
-def cbim(probs_fn: Callable, x0, y, *, eps: float, alpha: float = 0.01, steps: int = 100,
-         rng=None, dropout: float = 0.5, dropout_kind: str = "member", loss: str = "linear",
-         beta: float = 1.0, gamma: float = 1.0):
-  """C-BIM from clean inputs x0 with true labels y; returns x' in the eps ball.
-
-  `probs_fn(x) -> (surr_MxBxK, ref_MxBxK)`, member 0 of surr being the source.
-  """
+def cbim_loss(probs_fn: Callable, x0, y, *, dropout: float = 0.5, dropout_kind: str = "member",
+              loss: str = "linear", beta: float = 1.0, gamma: float = 1.0):
+  """loss_fn(x, key) of C-BIM for the sign-gradient loop."""
   if loss not in LOSSES:
     raise ValueError(f"unknown C-BIM loss {loss!r}; expected one of {', '.join(LOSSES)}")
   source0 = jax.lax.stop_gradient(probs_fn(x0)[0][0]) if loss == "three_term" else None
@@ -68,5 +65,22 @@ def cbim(probs_fn: Callable, x0, y, *, eps: float, alpha: float = 0.01, steps: i
       return linear_loss(surr, ref, m_e, y)
     return three_term_loss(surr, ref, m_e, y, source_BxK=surr_probs[0], source0_BxK=source0,
                            beta=beta, gamma=gamma)
+  return loss_fn
 
+
+def cbim(probs_fn: Callable, x0, y, *, eps: float, alpha: float = 0.01, steps: int = 100,
+         rng=None, **loss_kwargs):
+  """C-BIM from clean inputs x0 with true labels y; returns x' in the eps ball.
+
+  `probs_fn(x) -> (surr_MxBxK, ref_MxBxK)`, member 0 of surr being the source;
+  `loss_kwargs` go to `cbim_loss` (dropout, dropout_kind, loss, beta, gamma).
+  """
+  loss_fn = cbim_loss(probs_fn, x0, y, **loss_kwargs)
   return sign_gradient_descent(loss_fn, x0, eps=eps, alpha=alpha, steps=steps, rng=rng)
+
+
+def cbim_step(probs_fn: Callable, x, x0, y, i, *, eps: float, alpha: float = 0.01, rng=None,
+              **loss_kwargs):
+  """Step i of `cbim`, for a loop driven from Python (equal results)."""
+  loss_fn = cbim_loss(probs_fn, x0, y, **loss_kwargs)
+  return descent_step(loss_fn, x, x0, i, eps=eps, alpha=alpha, norm="inf", rng=rng)

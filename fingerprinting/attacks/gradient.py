@@ -83,6 +83,34 @@ def cross_entropy(logits_fn: LogitsFn, x: Array, y: Array) -> Array:
     return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
+def descent_step(
+    loss_fn: LossFn,
+    x: Array,
+    x0: Array,
+    i: Any,
+    *,
+    eps: Any,
+    alpha: Any,
+    norm: str = "inf",
+    rng: Optional[Array] = None,
+) -> Array:
+    """Step ``i`` of projected steepest descent: the body of BIM, PGD and C-BIM.
+
+    The steepest-descent direction of the L-inf norm is sign(grad) (BIM / L-inf PGD); that of the L2 norm
+    is grad / ||grad||_2 per example (L2 PGD). Exposed so that a caller can drive the loop from Python:
+    XLA:CPU runs convolutions inside a while loop several times slower than at the top level.
+    """
+    # A fresh key per step so that stochastic losses (C-BIM's dropout) see new noise every step.
+    key = None if rng is None else jax.random.fold_in(rng, i)
+    g = jax.grad(loss_fn)(x, key)
+    if norm == "inf":
+        direction = jnp.sign(g)
+    else:
+        direction = g / jnp.maximum(l2_norm(g), _TINY)
+    x = x - alpha * direction
+    return project(x, x0, eps, norm).astype(x0.dtype)
+
+
 def _projected_descent(
     loss_fn: LossFn,
     x0: Array,
@@ -99,19 +127,7 @@ def _projected_descent(
     The steepest-descent direction of the L-inf norm is sign(grad) (BIM / L-inf PGD); that of the L2 norm
     is grad / ||grad||_2 per example (L2 PGD).
     """
-    grad_fn = jax.grad(loss_fn)
-
-    def body(i: Array, x: Array) -> Array:
-        # A fresh key per step so that stochastic losses (C-BIM's dropout) see new noise every step.
-        key = None if rng is None else jax.random.fold_in(rng, i)
-        g = grad_fn(x, key)
-        if norm == "inf":
-            direction = jnp.sign(g)
-        else:
-            direction = g / jnp.maximum(l2_norm(g), _TINY)
-        x = x - alpha * direction
-        return project(x, x0, eps, norm).astype(x0.dtype)
-
+    body = lambda i, x: descent_step(loss_fn, x, x0, i, eps=eps, alpha=alpha, norm=norm, rng=rng)
     return jax.lax.fori_loop(0, steps, body, x_init.astype(x0.dtype))
 
 
