@@ -11,8 +11,8 @@ from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  c = config_lib.paper(config_lib.base())
-  c.data.update(dict(name="cifar10", d1_size=25_000, d2_size=25_000, test_size=10_000))
-  if arg == "tiny":
-    config_lib.tiny_paper(c)
-  return c
+    c = config_lib.paper(config_lib.base())
+    c.data.update(dict(name="cifar10", d1_size=25_000, d2_size=25_000, test_size=10_000))
+    if arg == "tiny":
+        config_lib.tiny_paper(c)
+    return c

@@ -15,8 +15,8 @@ from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  c = config_lib.paper(config_lib.base())
-  c.data.update(dict(name="cinic10", d1_size=85_000, d2_size=95_000, test_size=90_000))
-  if arg == "tiny":
-    config_lib.tiny_paper(c)
-  return c
+    c = config_lib.paper(config_lib.base())
+    c.data.update(dict(name="cinic10", d1_size=85_000, d2_size=95_000, test_size=90_000))
+    if arg == "tiny":
+        config_lib.tiny_paper(c)
+    return c

@@ -11,14 +11,13 @@ from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  c = config_lib.base()
-  c.data.name = "digits"
-  # The demo's budget (a few minutes on 2 cores): digits models converge in
-  # ~10 epochs; BIM at alpha 0.01 crosses eps 0.25 in 25 steps, so 50 suffice.
-  c.train.update(dict(epochs=10, source_epochs=15))
-  c.extract.update(dict(eps=0.25, steps=50, num_candidates=200))
-  c.evaluate.table1_points = 64
-  if arg == "smoke":
-    config_lib.smoke(c)
-  return c
-
+    c = config_lib.base()
+    c.data.name = "digits"
+    # The demo's budget (a few minutes on 2 cores): digits models converge in
+    # ~10 epochs; BIM at alpha 0.01 crosses eps 0.25 in 25 steps, so 50 suffice.
+    c.train.update(dict(epochs=10, source_epochs=15))
+    c.extract.update(dict(eps=0.25, steps=50, num_candidates=200))
+    c.evaluate.table1_points = 64
+    if arg == "smoke":
+        config_lib.smoke(c)
+    return c

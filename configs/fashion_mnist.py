@@ -12,13 +12,14 @@ from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  c = config_lib.base()
-  c.data.update(dict(name="fashion_mnist", d1_size=20_000, d2_size=20_000, test_size=5_000))
-  c.train.update(dict(batch_size=128, epochs=4, source_epochs=8, learning_rate=2e-3,
-                      chunk_steps=40))
-  c.extract.update(dict(eps=0.1, steps=50, num_candidates=400, batch_size=100))
-  c.evaluate.table1_eps = 0.1
-  if arg == "smoke":
-    config_lib.smoke(c)
-    c.data.update(dict(d1_size=512, d2_size=512, test_size=256))
-  return c
+    c = config_lib.base()
+    c.data.update(dict(name="fashion_mnist", d1_size=20_000, d2_size=20_000, test_size=5_000))
+    c.train.update(
+        dict(batch_size=128, epochs=4, source_epochs=20, learning_rate=2e-3, chunk_steps=40)
+    )
+    c.extract.update(dict(eps=0.1, steps=50, num_candidates=400, batch_size=100))
+    c.evaluate.table1_eps = 0.1
+    if arg == "smoke":
+        config_lib.smoke(c)
+        c.data.update(dict(d1_size=512, d2_size=512, test_size=256))
+    return c

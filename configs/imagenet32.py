@@ -14,8 +14,8 @@ from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
-  c = config_lib.paper(config_lib.base())
-  c.data.update(dict(name="imagenet32", d1_size=64_000, d2_size=64_000, test_size=5_000))
-  if arg == "tiny":
-    config_lib.tiny_paper(c)
-  return c
+    c = config_lib.paper(config_lib.base())
+    c.data.update(dict(name="imagenet32", d1_size=64_000, d2_size=64_000, test_size=5_000))
+    if arg == "tiny":
+        config_lib.tiny_paper(c)
+    return c

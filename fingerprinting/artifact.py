@@ -27,100 +27,110 @@ ARRAYS = ("x", "original", "keys", "truth", "conferrability")
 
 
 class FingerprintError(ValueError):
-  pass
+    pass
 
 
 @dataclasses.dataclass
 class Fingerprint:
-  x: np.ndarray               # uint8 [N, H, W, C]: what is sent to a suspect
-  original: np.ndarray        # uint8 [N, H, W, C]: the starting points
-  keys: np.ndarray            # int32 [N]: the source's labels on x (verification keys)
-  truth: np.ndarray           # int32 [N]: ground truth of the originals
-  conferrability: np.ndarray  # float32 [N] on the training models
-  meta: dict
+    x: np.ndarray  # uint8 [N, H, W, C]: what is sent to a suspect
+    original: np.ndarray  # uint8 [N, H, W, C]: the starting points
+    keys: np.ndarray  # int32 [N]: the source's labels on x (verification keys)
+    truth: np.ndarray  # int32 [N]: ground truth of the originals
+    conferrability: np.ndarray  # float32 [N] on the training models
+    meta: dict
 
-  def __len__(self):
-    return len(self.keys)
+    def __len__(self):
+        return len(self.keys)
 
-  @property
-  def inputs(self) -> np.ndarray:
-    """Float pixels in [0, 1], as every model here takes them."""
-    return self.x.astype(np.float32) / 255.0
+    @property
+    def inputs(self) -> np.ndarray:
+        """Float pixels in [0, 1], as every model here takes them."""
+        return self.x.astype(np.float32) / 255.0
 
-  @property
-  def num_classes(self) -> int:
-    return int(self.meta["num_classes"])
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
 
-  @property
-  def input_shape(self) -> tuple[int, ...]:
-    return tuple(self.meta["input_shape"])
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.meta["input_shape"])
 
 
 def _arrays(fp: Fingerprint) -> dict[str, np.ndarray]:
-  return {
-      "x": np.asarray(fp.x, np.uint8), "original": np.asarray(fp.original, np.uint8),
-      "keys": np.asarray(fp.keys, np.int32), "truth": np.asarray(fp.truth, np.int32),
-      "conferrability": np.asarray(fp.conferrability, np.float32),
-  }
+    return {
+        "x": np.asarray(fp.x, np.uint8),
+        "original": np.asarray(fp.original, np.uint8),
+        "keys": np.asarray(fp.keys, np.int32),
+        "truth": np.asarray(fp.truth, np.int32),
+        "conferrability": np.asarray(fp.conferrability, np.float32),
+    }
 
 
 def content_hash(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
-  h = hashlib.sha256(meta_bytes)
-  for name in ARRAYS:
-    a = np.ascontiguousarray(arrays[name])
-    h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
-    h.update(a.tobytes())
-  return h.hexdigest()
+    h = hashlib.sha256(meta_bytes)
+    for name in ARRAYS:
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def to_bytes(fp: Fingerprint) -> bytes:
-  meta = dict(fp.meta, format_version=FORMAT_VERSION)
-  meta_bytes = json.dumps(meta, sort_keys=True).encode()
-  arrays = _arrays(fp)
-  digest = content_hash(meta_bytes, arrays)
-  buf = io.BytesIO()
-  np.savez_compressed(buf, meta=np.frombuffer(meta_bytes, np.uint8),
-                      sha256=np.frombuffer(digest.encode(), np.uint8), **arrays)
-  return buf.getvalue()
+    meta = dict(fp.meta, format_version=FORMAT_VERSION)
+    meta_bytes = json.dumps(meta, sort_keys=True).encode()
+    arrays = _arrays(fp)
+    digest = content_hash(meta_bytes, arrays)
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        meta=np.frombuffer(meta_bytes, np.uint8),
+        sha256=np.frombuffer(digest.encode(), np.uint8),
+        **arrays,
+    )
+    return buf.getvalue()
 
 
 def save(path: str, fp: Fingerprint) -> None:
-  files.write_bytes_atomic(path, to_bytes(fp))
+    files.write_bytes_atomic(path, to_bytes(fp))
 
 
 def from_bytes(data: bytes, name: str = "fingerprint") -> Fingerprint:
-  try:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-      contents = {k: z[k] for k in z.files}
-  except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-    raise FingerprintError(f"{name}: not a readable fingerprint file (truncated or corrupt: {e})") from None
-  missing = [k for k in ("meta", "sha256", *ARRAYS) if k not in contents]
-  if missing:
-    raise FingerprintError(f"{name}: not a fingerprint file (missing {', '.join(missing)})")
-  try:
-    meta_bytes = contents["meta"].astype(np.uint8).tobytes()
-    meta = json.loads(meta_bytes)
-    stored = contents["sha256"].astype(np.uint8).tobytes().decode("ascii")
-  except (ValueError, UnicodeDecodeError) as e:
-    raise FingerprintError(f"{name}: corrupt metadata ({e})") from None
-  arrays = {k: contents[k] for k in ARRAYS}
-  if content_hash(meta_bytes, arrays) != stored:
-    raise FingerprintError(f"{name}: content does not match its SHA-256; the file was modified")
-  if not isinstance(meta, dict) or not isinstance(meta.get("format_version"), int):
-    raise FingerprintError(f"{name}: metadata has no format version")
-  if meta["format_version"] > FORMAT_VERSION:
-    raise FingerprintError(f"{name}: format version {meta['format_version']} is newer than this "
-                           f"tool reads ({FORMAT_VERSION}); upgrade fingerprinting")
-  n = len(arrays["keys"])
-  if any(len(arrays[k]) != n for k in ARRAYS):
-    raise FingerprintError(f"{name}: arrays of different lengths")
-  return Fingerprint(meta=meta, **{k: arrays[k] for k in ARRAYS})
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            contents = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise FingerprintError(
+            f"{name}: not a readable fingerprint file (truncated or corrupt: {e})"
+        ) from None
+    missing = [k for k in ("meta", "sha256", *ARRAYS) if k not in contents]
+    if missing:
+        raise FingerprintError(f"{name}: not a fingerprint file (missing {', '.join(missing)})")
+    try:
+        meta_bytes = contents["meta"].astype(np.uint8).tobytes()
+        meta = json.loads(meta_bytes)
+        stored = contents["sha256"].astype(np.uint8).tobytes().decode("ascii")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FingerprintError(f"{name}: corrupt metadata ({e})") from None
+    arrays = {k: contents[k] for k in ARRAYS}
+    if content_hash(meta_bytes, arrays) != stored:
+        raise FingerprintError(f"{name}: content does not match its SHA-256; the file was modified")
+    if not isinstance(meta, dict) or not isinstance(meta.get("format_version"), int):
+        raise FingerprintError(f"{name}: metadata has no format version")
+    if meta["format_version"] > FORMAT_VERSION:
+        raise FingerprintError(
+            f"{name}: format version {meta['format_version']} is newer than this "
+            f"tool reads ({FORMAT_VERSION}); upgrade fingerprinting"
+        )
+    n = len(arrays["keys"])
+    if any(len(arrays[k]) != n for k in ARRAYS):
+        raise FingerprintError(f"{name}: arrays of different lengths")
+    return Fingerprint(meta=meta, **{k: arrays[k] for k in ARRAYS})
 
 
 def load(path: str) -> Fingerprint:
-  try:
-    with open(path, "rb") as f:
-      data = f.read()
-  except OSError as e:
-    raise FingerprintError(f"cannot read fingerprint {path}: {e.strerror}") from None
-  return from_bytes(data, name=path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise FingerprintError(f"cannot read fingerprint {path}: {e.strerror}") from None
+    return from_bytes(data, name=path)

@@ -12,103 +12,157 @@ import ml_collections
 
 
 def base() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
+    c = ml_collections.ConfigDict()
+    c.seed = 0
 
-  c.data = ml_collections.ConfigDict(dict(
-      name="digits", dir="", seed=0,
-      d1_size=0, d2_size=0, test_size=0,  # 0: the dataset's default split
-      resize=0, channels=0))              # 0: keep as loaded
+    c.data = ml_collections.ConfigDict(
+        dict(
+            name="digits",
+            dir="",
+            seed=0,
+            d1_size=0,
+            d2_size=0,
+            test_size=0,  # 0: the dataset's default split
+            resize=0,
+            channels=0,
+        )
+    )  # 0: keep as loaded
 
-  cpu_mix = "cnn_small:2,cnn_medium:2,cnn_wide:2,mlp:2"
-  c.models = ml_collections.ConfigDict(dict(
-      source="cnn_medium",
-      training_surrogates=cpu_mix,
-      training_references=cpu_mix,
-      testing_surrogates="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
-      testing_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
-      calibration_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
-      calibration_data="d1",            # the defender's own data; 'd2' to simulate outsiders
-      surrogate_labels="source_soft",   # Retraining attack: the source's labels at T
-      training_temperature=1.0,         # distillation T of the defender's surrogates
-      testing_temperature=1.0,          # T of the adversary's surrogates (Retraining: 1)
-      strategy="auto"))                 # member execution: auto, vmap, unroll, map
+    cpu_mix = "cnn_small:2,cnn_medium:2,cnn_wide:2,mlp:2"
+    c.models = ml_collections.ConfigDict(
+        dict(
+            source="cnn_medium",
+            training_surrogates=cpu_mix,
+            training_references=cpu_mix,
+            testing_surrogates="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
+            testing_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
+            calibration_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
+            calibration_data="d1",  # the defender's own data; 'd2' to simulate outsiders
+            surrogate_labels="source_soft",  # Retraining attack: the source's labels at T
+            training_temperature=1.0,  # distillation T of the defender's surrogates
+            testing_temperature=1.0,  # T of the adversary's surrogates (Retraining: 1)
+            strategy="auto",
+        )
+    )  # member execution: auto, vmap, unroll, map
 
-  c.train = ml_collections.ConfigDict(dict(
-      optimizer="adam", learning_rate=2e-3, weight_decay=0.0, schedule="cosine",
-      batch_size=64, epochs=15, source_epochs=20,
-      augment_crop=0, augment_flip=False,
-      chunk_steps=50,
-      loop="auto",                      # steps: auto, python (CPU) or fori (accelerators)
-      checkpoint_seconds=30.0))         # a kill redoes at most this much training
+    c.train = ml_collections.ConfigDict(
+        dict(
+            optimizer="adam",
+            learning_rate=2e-3,
+            weight_decay=0.0,
+            schedule="cosine",
+            batch_size=64,
+            epochs=15,
+            source_epochs=20,
+            augment_crop=0,
+            augment_flip=False,
+            chunk_steps=50,
+            loop="auto",  # steps: auto, python (CPU) or fori (accelerators)
+            checkpoint_seconds=30.0,
+        )
+    )  # a kill redoes at most this much training
 
-  c.extract = ml_collections.ConfigDict(dict(
-      attack="cbim", loss="linear",      # or "three_term" (published version)
-      beta=1.0, gamma=1.0,               # weights of the three-term loss
-      eps=0.25, alpha=0.01, steps=100,
-      dropout=0.5, dropout_kind="member",
-      tau=0.75, num_candidates=400, fingerprint_size=100, batch_size=100,
-      loop="auto"))                      # attack steps: auto, python (CPU) or fori
+    c.extract = ml_collections.ConfigDict(
+        dict(
+            attack="cbim",
+            loss="linear",  # or "three_term" (published version)
+            beta=1.0,
+            gamma=1.0,  # weights of the three-term loss
+            eps=0.25,
+            alpha=0.01,
+            steps=100,
+            dropout=0.5,
+            dropout_kind="member",
+            tau=0.75,
+            num_candidates=400,
+            fingerprint_size=100,
+            batch_size=100,
+            loop="auto",
+        )
+    )  # attack steps: auto, python (CPU) or fori
 
-  c.verify = ml_collections.ConfigDict(dict(theta=0.7, significance=0.01))
+    c.verify = ml_collections.ConfigDict(dict(theta=0.7, significance=0.01))
 
-  c.evaluate = ml_collections.ConfigDict(dict(
-      table1_methods="cbim,fgsm,bim,pgd,deepfool,cw_l2",
-      table1_points=100,                 # starting points shared by every method
-      table1_eps=0.0,                    # 0: use extract.eps
-      eps_sweep="",                      # e.g. "0.05,0.1,0.15,0.25" for Figure 4
-      image_grid=16))
-  return c
+    c.evaluate = ml_collections.ConfigDict(
+        dict(
+            table1_methods="cbim,fgsm,bim,pgd,deepfool,cw_l2",
+            table1_points=100,  # starting points shared by every method
+            table1_eps=0.0,  # 0: use extract.eps
+            eps_sweep="",  # e.g. "0.05,0.1,0.15,0.25" for Figure 4
+            image_grid=16,
+        )
+    )
+    return c
 
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A tiny zoo and few steps: seconds-long wiring checks, not results."""
-  one = "cnn_small:1,mlp:1"
-  c.models.source = "cnn_small"
-  c.models.training_surrogates = c.models.training_references = one
-  c.models.testing_surrogates = c.models.testing_references = "cnn_small:1"
-  c.models.calibration_references = "mlp:2"
-  c.train.epochs, c.train.source_epochs, c.train.batch_size = 1, 2, 64
-  c.extract.steps, c.extract.num_candidates, c.extract.batch_size = 5, 32, 32
-  c.extract.tau = 0.0
-  c.evaluate.table1_points = 16
-  c.evaluate.table1_methods = "cbim,fgsm,bim"
-  return c
+    """A tiny zoo and few steps: seconds-long wiring checks, not results."""
+    one = "cnn_small:1,mlp:1"
+    c.models.source = "cnn_small"
+    c.models.training_surrogates = c.models.training_references = one
+    c.models.testing_surrogates = c.models.testing_references = "cnn_small:1"
+    c.models.calibration_references = "mlp:2"
+    c.train.epochs, c.train.source_epochs, c.train.batch_size = 1, 2, 64
+    c.extract.steps, c.extract.num_candidates, c.extract.batch_size = 5, 32, 32
+    c.extract.tau = 0.0
+    c.evaluate.table1_points = 16
+    c.evaluate.table1_methods = "cbim,fgsm,bim"
+    return c
 
 
 PAPER_MIX = "resnet20:{a},resnet56:{b},densenet:{b},vgg16:{b},vgg19:{b},mobilenetv2:{b}"
 
 
 def paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The paper's setup (Section 6.1): a ResNet-20 source; surrogates and
-  references across six CIFAR architectures, at least two per architecture on
-  the defender's side; SGD with the usual CIFAR augmentation; C-BIM at
-  eps = 0.15 with tau = 1 on the training models."""
-  c.models.source = "resnet20"
-  c.models.training_surrogates = PAPER_MIX.format(a=4, b=2)
-  c.models.training_references = PAPER_MIX.format(a=4, b=2)
-  c.models.testing_surrogates = PAPER_MIX.format(a=2, b=1)
-  c.models.testing_references = PAPER_MIX.format(a=2, b=1)
-  c.models.calibration_references = PAPER_MIX.format(a=2, b=1)
-  c.models.strategy = "auto"
-  c.train.update(dict(optimizer="sgd", learning_rate=0.1, weight_decay=5e-4, schedule="cosine",
-                      batch_size=128, epochs=30, source_epochs=60, augment_crop=4,
-                      augment_flip=True, chunk_steps=100))
-  c.extract.update(dict(eps=0.15, alpha=0.01, steps=100, tau=1.0, num_candidates=1000,
-                        fingerprint_size=100, batch_size=250))
-  c.evaluate.table1_points = 300  # Section 4.3: 300 correctly classified starting points
-  c.evaluate.eps_sweep = "0.01,0.05,0.1,0.15,0.25,0.3"  # Figure 4
-  return c
+    """The paper's setup (Section 6.1): a ResNet-20 source; surrogates and
+    references across six CIFAR architectures, at least two per architecture on
+    the defender's side; SGD with the usual CIFAR augmentation; C-BIM at
+    eps = 0.15 with tau = 1 on the training models."""
+    c.models.source = "resnet20"
+    c.models.training_surrogates = PAPER_MIX.format(a=4, b=2)
+    c.models.training_references = PAPER_MIX.format(a=4, b=2)
+    c.models.testing_surrogates = PAPER_MIX.format(a=2, b=1)
+    c.models.testing_references = PAPER_MIX.format(a=2, b=1)
+    c.models.calibration_references = PAPER_MIX.format(a=2, b=1)
+    c.models.strategy = "auto"
+    c.train.update(
+        dict(
+            optimizer="sgd",
+            learning_rate=0.1,
+            weight_decay=5e-4,
+            schedule="cosine",
+            batch_size=128,
+            epochs=30,
+            source_epochs=60,
+            augment_crop=4,
+            augment_flip=True,
+            chunk_steps=100,
+        )
+    )
+    c.extract.update(
+        dict(
+            eps=0.15,
+            alpha=0.01,
+            steps=100,
+            tau=1.0,
+            num_candidates=1000,
+            fingerprint_size=100,
+            batch_size=250,
+        )
+    )
+    c.evaluate.table1_points = 300  # Section 4.3: 300 correctly classified starting points
+    c.evaluate.eps_sweep = "0.01,0.05,0.1,0.15,0.25,0.3"  # Figure 4
+    return c
 
 
 def tiny_paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A paper config shrunk to test its wiring on tiny data: every architecture
-  once, one epoch, a few attack steps."""
-  mix = PAPER_MIX.format(a=1, b=1)
-  c.models.training_surrogates = c.models.training_references = mix
-  c.models.testing_surrogates = c.models.testing_references = "resnet20:1"
-  c.models.calibration_references = "resnet20:1"
-  c.train.update(dict(epochs=1, source_epochs=1, batch_size=8, chunk_steps=8))
-  c.extract.update(dict(steps=2, num_candidates=8, batch_size=8, tau=0.0))
-  c.evaluate.update(dict(table1_points=4, table1_methods="cbim,fgsm", eps_sweep=""))
-  return c
+    """A paper config shrunk to test its wiring on tiny data: every architecture
+    once, one epoch, a few attack steps."""
+    mix = PAPER_MIX.format(a=1, b=1)
+    c.models.training_surrogates = c.models.training_references = mix
+    c.models.testing_surrogates = c.models.testing_references = "resnet20:1"
+    c.models.calibration_references = "resnet20:1"
+    c.train.update(dict(epochs=1, source_epochs=1, batch_size=8, chunk_steps=8))
+    c.extract.update(dict(steps=2, num_candidates=8, batch_size=8, tau=0.0))
+    c.evaluate.update(dict(table1_points=4, table1_methods="cbim,fgsm", eps_sweep=""))
+    return c

@@ -28,186 +28,247 @@ from fingerprinting.attacks import cbim as cbim_lib
 
 
 def transferability(labels_MxN, target_N) -> np.ndarray:
-  """Eq. 9: share of models whose label equals the target, per example."""
-  labels_MxN = np.asarray(labels_MxN)
-  if labels_MxN.shape[0] == 0:
-    return np.zeros(labels_MxN.shape[1])
-  return (labels_MxN == np.asarray(target_N)[None]).mean(0)
+    """Eq. 9: share of models whose label equals the target, per example."""
+    labels_MxN = np.asarray(labels_MxN)
+    if labels_MxN.shape[0] == 0:
+        return np.zeros(labels_MxN.shape[1])
+    return (labels_MxN == np.asarray(target_N)[None]).mean(0)
 
 
 def conferrability(surr_labels_SxN, ref_labels_RxN, target_N) -> np.ndarray:
-  """Eq. 10: Transfer(S, x) * (1 - Transfer(R, x)), per example."""
-  return transferability(surr_labels_SxN, target_N) * (1.0 - transferability(ref_labels_RxN, target_N))
+    """Eq. 10: Transfer(S, x) * (1 - Transfer(R, x)), per example."""
+    return transferability(surr_labels_SxN, target_N) * (
+        1.0 - transferability(ref_labels_RxN, target_N)
+    )
 
 
 def to_uint8(x) -> np.ndarray:
-  return np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
 
 
 def parameter_hash(variables) -> str:
-  """SHA-256 of a model's parameters: the source's identity in the fingerprint."""
-  h = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
-    a = np.asarray(leaf)
-    h.update(jax.tree_util.keystr(path).encode() + a.dtype.str.encode() + str(a.shape).encode())
-    h.update(np.ascontiguousarray(a).tobytes())
-  return h.hexdigest()
+    """SHA-256 of a model's parameters: the source's identity in the fingerprint."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+        a = np.asarray(leaf)
+        h.update(jax.tree_util.keystr(path).encode() + a.dtype.str.encode() + str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def labels_of(trained_groups, x, strategy=None) -> np.ndarray:
-  """Argmax labels of every member of the given trained groups, [M, N]."""
-  if not trained_groups:
-    return np.zeros((0, len(x)), np.int32)
-  return np.concatenate([
-      training.predict_logits(tg.group.model, tg.variables, x, strategy=strategy).argmax(-1)
-      for tg in trained_groups], 0)
+    """Argmax labels of every member of the given trained groups, [M, N]."""
+    if not trained_groups:
+        return np.zeros((0, len(x)), np.int32)
+    return np.concatenate(
+        [
+            training.predict_logits(tg.group.model, tg.variables, x, strategy=strategy).argmax(-1)
+            for tg in trained_groups
+        ],
+        0,
+    )
 
 
 def make_probs_fn(surr_groups, ref_groups, strategy=None):
-  """probs_fn(surr_vars, ref_vars, x) -> (surr [M_s,B,K], ref [M_r,B,K])."""
-  def probs_fn(surr_vars, ref_vars, x):
-    surr = ensemble.group_probs(surr_groups, surr_vars, x, strategy=strategy)
-    ref = ensemble.group_probs(ref_groups, ref_vars, x, strategy=strategy)
-    return jnp.concatenate(surr, 0), jnp.concatenate(ref, 0)
-  return probs_fn
+    """probs_fn(surr_vars, ref_vars, x) -> (surr [M_s,B,K], ref [M_r,B,K])."""
+
+    def probs_fn(surr_vars, ref_vars, x):
+        surr = ensemble.group_probs(surr_groups, surr_vars, x, strategy=strategy)
+        ref = ensemble.group_probs(ref_groups, ref_vars, x, strategy=strategy)
+        return jnp.concatenate(surr, 0), jnp.concatenate(ref, 0)
+
+    return probs_fn
 
 
 def make_cbim_fn(surr_groups, ref_groups, ecfg, strategy=None, loop=None):
-  """`run(surr_vars, ref_vars, x0, y, rng) -> x'`: C-BIM over a batch.
+    """`run(surr_vars, ref_vars, x0, y, rng) -> x'`: C-BIM over a batch.
 
-  The variables are arguments, not constants baked into the program. With
-  loop "fori" the whole attack is one jitted program; with "python" one
-  jitted step is driven from Python (see `ensemble.resolve_loop`); both give
-  the same result.
-  """
-  probs_fn = make_probs_fn(surr_groups, ref_groups, strategy)
-  loop = ensemble.resolve_loop(loop)
-  kw = dict(eps=ecfg.eps, alpha=ecfg.alpha, dropout=ecfg.dropout, dropout_kind=ecfg.dropout_kind,
-            loss=ecfg.loss, beta=ecfg.beta, gamma=ecfg.gamma)
+    The variables are arguments, not constants baked into the program. With
+    loop "fori" the whole attack is one jitted program; with "python" one
+    jitted step is driven from Python (see `ensemble.resolve_loop`); both give
+    the same result.
+    """
+    probs_fn = make_probs_fn(surr_groups, ref_groups, strategy)
+    loop = ensemble.resolve_loop(loop)
+    kw = dict(
+        eps=ecfg.eps,
+        alpha=ecfg.alpha,
+        dropout=ecfg.dropout,
+        dropout_kind=ecfg.dropout_kind,
+        loss=ecfg.loss,
+        beta=ecfg.beta,
+        gamma=ecfg.gamma,
+    )
 
-  if loop == "fori":
+    if loop == "fori":
+
+        @jax.jit
+        def run(surr_vars, ref_vars, x0, y, rng):
+            return cbim_lib.cbim(
+                functools.partial(probs_fn, surr_vars, ref_vars),
+                x0,
+                y,
+                steps=ecfg.steps,
+                rng=rng,
+                **kw,
+            )
+
+        return run
+
     @jax.jit
+    def step(surr_vars, ref_vars, x, x0, y, i, rng):
+        return cbim_lib.cbim_step(
+            functools.partial(probs_fn, surr_vars, ref_vars), x, x0, y, i, rng=rng, **kw
+        )
+
     def run(surr_vars, ref_vars, x0, y, rng):
-      return cbim_lib.cbim(functools.partial(probs_fn, surr_vars, ref_vars), x0, y,
-                           steps=ecfg.steps, rng=rng, **kw)
+        x = x0
+        for i in range(ecfg.steps):
+            x = step(surr_vars, ref_vars, x, x0, y, i, rng)
+        return x
+
     return run
-
-  @jax.jit
-  def step(surr_vars, ref_vars, x, x0, y, i, rng):
-    return cbim_lib.cbim_step(functools.partial(probs_fn, surr_vars, ref_vars), x, x0, y, i,
-                              rng=rng, **kw)
-
-  def run(surr_vars, ref_vars, x0, y, rng):
-    x = x0
-    for i in range(ecfg.steps):
-      x = step(surr_vars, ref_vars, x, x0, y, i, rng)
-    return x
-  return run
 
 
 def pick_candidates(source_labels_N, y_N, count: int, seed: int) -> np.ndarray:
-  """Indices of up to `count` inputs the source classifies correctly (Alg. 2, line 5)."""
-  correct = np.flatnonzero(np.asarray(source_labels_N) == np.asarray(y_N))
-  return np.random.default_rng(seed).permutation(correct)[:count]
+    """Indices of up to `count` inputs the source classifies correctly (Alg. 2, line 5)."""
+    correct = np.flatnonzero(np.asarray(source_labels_N) == np.asarray(y_N))
+    return np.random.default_rng(seed).permutation(correct)[:count]
 
 
 def run_cbim(zoo, x0, y, ecfg, seed: int) -> np.ndarray:
-  """C-BIM over Compose(source + training surrogates, training references), batched."""
-  surr = [zoo.source()] + zoo.get("training_surrogate")
-  refs = zoo.get("training_reference")
-  run = make_cbim_fn([t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy,
-                     ecfg.get("loop"))
-  surr_vars, ref_vars = [t.variables for t in surr], [t.variables for t in refs]
-  out, bs = [], ecfg.batch_size
-  with progress.Bar("C-BIM", total=len(x0), unit="inputs") as bar:
-    for i in range(0, len(x0), bs):
-      xb, yb = x0[i:i + bs], y[i:i + bs]
-      pad = bs - len(xb)
-      if pad:  # one compiled shape
-        xb, yb = np.concatenate([xb, xb[:1].repeat(pad, 0)]), np.concatenate([yb, yb[:1].repeat(pad)])
-      key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
-      out.append(np.asarray(run(surr_vars, ref_vars, jnp.asarray(xb), jnp.asarray(yb), key))[:bs - pad])
-      bar.update(len(xb) - pad)
-  return np.concatenate(out)
+    """C-BIM over Compose(source + training surrogates, training references), batched."""
+    surr = [zoo.source()] + zoo.get("training_surrogate")
+    refs = zoo.get("training_reference")
+    run = make_cbim_fn(
+        [t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy, ecfg.get("loop")
+    )
+    surr_vars, ref_vars = [t.variables for t in surr], [t.variables for t in refs]
+    out, bs = [], ecfg.batch_size
+    with progress.Bar("C-BIM", total=len(x0), unit="inputs") as bar:
+        for i in range(0, len(x0), bs):
+            xb, yb = x0[i : i + bs], y[i : i + bs]
+            pad = bs - len(xb)
+            if pad:  # one compiled shape
+                xb, yb = (
+                    np.concatenate([xb, xb[:1].repeat(pad, 0)]),
+                    np.concatenate([yb, yb[:1].repeat(pad)]),
+                )
+            key = jax.random.fold_in(jax.random.PRNGKey(seed), i)
+            out.append(
+                np.asarray(run(surr_vars, ref_vars, jnp.asarray(xb), jnp.asarray(yb), key))[
+                    : bs - pad
+                ]
+            )
+            bar.update(len(xb) - pad)
+    return np.concatenate(out)
 
 
 def score_examples(zoo, x_uint8, truth) -> dict:
-  """Keys, conferrability on the training models, and agreement of everyone else."""
-  x = x_uint8.astype(np.float32) / 255.0
-  keys = labels_of([zoo.source()], x, zoo.strategy)[0]
-  surr = labels_of(zoo.get("training_surrogate"), x, zoo.strategy)
-  refs = labels_of(zoo.get("training_reference"), x, zoo.strategy)
-  return {"keys": keys, "conferrability": conferrability(surr, refs, keys),
-          "adversarial": keys != np.asarray(truth)}
+    """Keys, conferrability on the training models, and agreement of everyone else."""
+    x = x_uint8.astype(np.float32) / 255.0
+    keys = labels_of([zoo.source()], x, zoo.strategy)[0]
+    surr = labels_of(zoo.get("training_surrogate"), x, zoo.strategy)
+    refs = labels_of(zoo.get("training_reference"), x, zoo.strategy)
+    return {
+        "keys": keys,
+        "conferrability": conferrability(surr, refs, keys),
+        "adversarial": keys != np.asarray(truth),
+    }
 
 
 def extract(zoo, config) -> artifact.Fingerprint:
-  """Algorithm 2 on a trained zoo; returns the fingerprint (not yet saved)."""
-  ecfg, start = config.extract, time.time()
-  d1 = zoo.splits.d1
-  src_labels = labels_of([zoo.source()], d1.x, zoo.strategy)[0]
-  idx = pick_candidates(src_labels, d1.y, ecfg.num_candidates, config.seed)
-  progress.log(f"extract: {len(idx)} candidates the source classifies correctly")
-  x_adv = to_uint8(run_cbim(zoo, d1.x[idx], d1.y[idx], ecfg, config.seed))
-  scored = score_examples(zoo, x_adv, d1.y[idx])
-  ok = scored["adversarial"] & (scored["conferrability"] >= ecfg.tau - 1e-9)
-  order = np.flatnonzero(ok)[np.argsort(-scored["conferrability"][ok], kind="stable")]
-  keep = order[: ecfg.fingerprint_size]
-  fp = artifact.Fingerprint(
-      x=x_adv[keep], original=to_uint8(d1.x[idx][keep]), keys=scored["keys"][keep].astype(np.int32),
-      truth=d1.y[idx][keep].astype(np.int32),
-      conferrability=scored["conferrability"][keep].astype(np.float32), meta={})
-  calib = zoo.get("calibration_reference")
-  agree = (labels_of(calib, fp.inputs, zoo.strategy) == fp.keys[None]).sum(1) if len(fp) else []
-  fp.meta = {
-      "dataset": zoo.splits.name, "class_names": list(zoo.splits.class_names),
-      "num_classes": zoo.splits.num_classes, "input_shape": list(zoo.splits.input_shape),
-      "source_hash": parameter_hash(zoo.source().variables),
-      "source_architecture": zoo.source().group.arch,
-      "theta": config.verify.theta, "config": config.to_dict(),
-      "calibration": dict(stats.calibrate(agree, len(fp)),
-                          models=[r["name"] for tg in calib for r in tg.records()]),
-      "candidates": int(len(idx)), "adversarial": int(scored["adversarial"].sum()),
-      "passed_tau": int(ok.sum()), "extract_seconds": round(time.time() - start, 1),
-      "mean_conferrability_all": float(scored["conferrability"].mean()) if len(idx) else 0.0,
-  }
-  progress.log(f"extract: {int(scored['adversarial'].sum())} adversarial, {int(ok.sum())} with "
-               f"conferrability >= {ecfg.tau}; kept {len(fp)} in {fp.meta['extract_seconds']} s")
-  return fp
+    """Algorithm 2 on a trained zoo; returns the fingerprint (not yet saved)."""
+    ecfg, start = config.extract, time.time()
+    d1 = zoo.splits.d1
+    src_labels = labels_of([zoo.source()], d1.x, zoo.strategy)[0]
+    idx = pick_candidates(src_labels, d1.y, ecfg.num_candidates, config.seed)
+    progress.log(f"extract: {len(idx)} candidates the source classifies correctly")
+    x_adv = to_uint8(run_cbim(zoo, d1.x[idx], d1.y[idx], ecfg, config.seed))
+    scored = score_examples(zoo, x_adv, d1.y[idx])
+    ok = scored["adversarial"] & (scored["conferrability"] >= ecfg.tau - 1e-9)
+    order = np.flatnonzero(ok)[np.argsort(-scored["conferrability"][ok], kind="stable")]
+    keep = order[: ecfg.fingerprint_size]
+    fp = artifact.Fingerprint(
+        x=x_adv[keep],
+        original=to_uint8(d1.x[idx][keep]),
+        keys=scored["keys"][keep].astype(np.int32),
+        truth=d1.y[idx][keep].astype(np.int32),
+        conferrability=scored["conferrability"][keep].astype(np.float32),
+        meta={},
+    )
+    calib = zoo.get("calibration_reference")
+    agree = (labels_of(calib, fp.inputs, zoo.strategy) == fp.keys[None]).sum(1) if len(fp) else []
+    fp.meta = {
+        "dataset": zoo.splits.name,
+        "class_names": list(zoo.splits.class_names),
+        "num_classes": zoo.splits.num_classes,
+        "input_shape": list(zoo.splits.input_shape),
+        "source_hash": parameter_hash(zoo.source().variables),
+        "source_architecture": zoo.source().group.arch,
+        "theta": config.verify.theta,
+        "config": config.to_dict(),
+        "calibration": dict(
+            stats.calibrate(agree, len(fp)),
+            models=[r["name"] for tg in calib for r in tg.records()],
+        ),
+        "candidates": int(len(idx)),
+        "adversarial": int(scored["adversarial"].sum()),
+        "passed_tau": int(ok.sum()),
+        "extract_seconds": round(time.time() - start, 1),
+        "mean_conferrability_all": float(scored["conferrability"].mean()) if len(idx) else 0.0,
+    }
+    progress.log(
+        f"extract: {int(scored['adversarial'].sum())} adversarial, {int(ok.sum())} with "
+        f"conferrability >= {ecfg.tau}; kept {len(fp)} in {fp.meta['extract_seconds']} s"
+    )
+    return fp
 
 
 def verify_labels(fp: artifact.Fingerprint, suspect_labels, *, theta: float | None = None) -> dict:
-  """Algorithm 1 from a suspect's labels on the fingerprint, plus calibrated p-values."""
-  suspect_labels = np.asarray(suspect_labels)
-  if suspect_labels.shape != fp.keys.shape:
-    raise ValueError(f"expected {len(fp)} labels from the suspect, got shape {suspect_labels.shape}")
-  theta = fp.meta.get("theta", 0.7) if theta is None else theta
-  n = len(fp)
-  k = int((suspect_labels == fp.keys).sum())
-  acc = k / n if n else 0.0
-  return {"fingerprint_accuracy": acc, "theta": theta, "verified": bool(n and acc >= theta),
-          "agreements": k, "n_queries": n,
-          **stats.p_values(k, n, fp.meta.get("calibration", {}))}
+    """Algorithm 1 from a suspect's labels on the fingerprint, plus calibrated p-values."""
+    suspect_labels = np.asarray(suspect_labels)
+    if suspect_labels.shape != fp.keys.shape:
+        raise ValueError(
+            f"expected {len(fp)} labels from the suspect, got shape {suspect_labels.shape}"
+        )
+    theta = fp.meta.get("theta", 0.7) if theta is None else theta
+    n = len(fp)
+    k = int((suspect_labels == fp.keys).sum())
+    acc = k / n if n else 0.0
+    return {
+        "fingerprint_accuracy": acc,
+        "theta": theta,
+        "verified": bool(n and acc >= theta),
+        "agreements": k,
+        "n_queries": n,
+        **stats.p_values(k, n, fp.meta.get("calibration", {})),
+    }
 
 
 def check_compatible(fp: artifact.Fingerprint, suspect) -> None:
-  """Refuses a suspect made for another input shape or class count."""
-  if suspect.num_classes is not None and suspect.num_classes != fp.num_classes:
-    raise ValueError(f"{suspect.name} predicts {suspect.num_classes} classes; the fingerprint "
-                     f"has {fp.num_classes}")
-  if suspect.input_shape is not None and tuple(suspect.input_shape) != fp.input_shape:
-    raise ValueError(f"{suspect.name} takes inputs of shape {tuple(suspect.input_shape)}; the "
-                     f"fingerprint's are {fp.input_shape}")
+    """Refuses a suspect made for another input shape or class count."""
+    if suspect.num_classes is not None and suspect.num_classes != fp.num_classes:
+        raise ValueError(
+            f"{suspect.name} predicts {suspect.num_classes} classes; the fingerprint "
+            f"has {fp.num_classes}"
+        )
+    if suspect.input_shape is not None and tuple(suspect.input_shape) != fp.input_shape:
+        raise ValueError(
+            f"{suspect.name} takes inputs of shape {tuple(suspect.input_shape)}; the "
+            f"fingerprint's are {fp.input_shape}"
+        )
 
 
 def verify_suspect(fp: artifact.Fingerprint, suspect, *, theta: float | None = None) -> dict:
-  """Queries a label-only suspect with the fingerprint and decides (Algorithm 1)."""
-  check_compatible(fp, suspect)
-  if suspect.num_classes is None:
-    suspect.num_classes = fp.num_classes  # range-check its labels
-  start = time.time()
-  labels = suspect.predict(fp.x)
-  result = verify_labels(fp, labels, theta=theta)
-  result.update(suspect=suspect.name, protocol=suspect.protocol,
-                seconds=round(time.time() - start, 3))
-  return result
+    """Queries a label-only suspect with the fingerprint and decides (Algorithm 1)."""
+    check_compatible(fp, suspect)
+    if suspect.num_classes is None:
+        suspect.num_classes = fp.num_classes  # range-check its labels
+    start = time.time()
+    labels = suspect.predict(fp.x)
+    result = verify_labels(fp, labels, theta=theta)
+    result.update(
+        suspect=suspect.name, protocol=suspect.protocol, seconds=round(time.time() - start, 3)
+    )
+    return result

@@ -16,53 +16,53 @@ import numpy as np
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-  z = z - z.max(axis=axis, keepdims=True)
-  e = np.exp(z)
-  return e / e.sum(axis=axis, keepdims=True)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
 
 
 def one_hot(y: np.ndarray, k: int) -> np.ndarray:
-  return np.eye(k, dtype=np.float32)[np.asarray(y)]
+    return np.eye(k, dtype=np.float32)[np.asarray(y)]
 
 
 def ground_truth(y, source_logits, *, num_classes, **_):
-  return one_hot(y, num_classes)
+    return one_hot(y, num_classes)
 
 
 def source_hard(y, source_logits, *, num_classes, **_):
-  return one_hot(np.argmax(source_logits, -1), num_classes)
+    return one_hot(np.argmax(source_logits, -1), num_classes)
 
 
 def source_soft(y, source_logits, *, temperature=1.0, **_):
-  return softmax(source_logits / temperature).astype(np.float32)
+    return softmax(source_logits / temperature).astype(np.float32)
 
 
 def jagielski(y, source_logits, *, temperature=1.0, **_):
-  """Eq. 4: soft labels from the source's probabilities p as softmax(p^(1/T'))."""
-  p = softmax(source_logits)
-  return softmax(p ** (1.0 / temperature)).astype(np.float32)
+    """Eq. 4: soft labels from the source's probabilities p as softmax(p^(1/T'))."""
+    p = softmax(source_logits)
+    return softmax(p ** (1.0 / temperature)).astype(np.float32)
 
 
 def noisy(y, source_logits, *, noise=0.0, rng=None, **_):
-  """Source probabilities mixed with uniform random noise of weight lambda
-  (the Noise attack); the random vectors are normalized so every label stays a
-  probability distribution."""
-  rng = rng if rng is not None else np.random.default_rng(0)
-  p = softmax(source_logits)
-  u = rng.uniform(size=p.shape)
-  u /= u.sum(-1, keepdims=True)
-  return ((1.0 - noise) * p + noise * u).astype(np.float32)
+    """Source probabilities mixed with uniform random noise of weight lambda
+    (the Noise attack); the random vectors are normalized so every label stays a
+    probability distribution."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    p = softmax(source_logits)
+    u = rng.uniform(size=p.shape)
+    u /= u.sum(-1, keepdims=True)
+    return ((1.0 - noise) * p + noise * u).astype(np.float32)
 
 
 def mixed_truth(y, source_logits, *, num_classes, truth_share=0.0, rng=None, **_):
-  """A share rho of examples labelled with the ground truth, the rest with the
-  source's probabilities (the True-labels attack)."""
-  rng = rng if rng is not None else np.random.default_rng(0)
-  targets = softmax(source_logits).astype(np.float32)
-  n = len(y)
-  chosen = rng.permutation(n)[: int(round(truth_share * n))]
-  targets[chosen] = one_hot(np.asarray(y)[chosen], num_classes)
-  return targets
+    """A share rho of examples labelled with the ground truth, the rest with the
+    source's probabilities (the True-labels attack)."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    targets = softmax(source_logits).astype(np.float32)
+    n = len(y)
+    chosen = rng.permutation(n)[: int(round(truth_share * n))]
+    targets[chosen] = one_hot(np.asarray(y)[chosen], num_classes)
+    return targets
 
 
 LABEL_SOURCES: dict[str, Callable] = {
@@ -78,9 +78,11 @@ NEEDS_SOURCE = frozenset(LABEL_SOURCES) - {"ground_truth"}
 
 
 def make_targets(name: str, y, source_logits=None, *, num_classes: int, **kwargs):
-  """Training targets [N, K] from the label source `name`."""
-  if name not in LABEL_SOURCES:
-    raise ValueError(f"unknown label source {name!r}; expected one of {', '.join(LABEL_SOURCES)}")
-  if name in NEEDS_SOURCE and source_logits is None:
-    raise ValueError(f"label source {name!r} needs the source model's logits")
-  return LABEL_SOURCES[name](y, source_logits, num_classes=num_classes, **kwargs)
+    """Training targets [N, K] from the label source `name`."""
+    if name not in LABEL_SOURCES:
+        raise ValueError(
+            f"unknown label source {name!r}; expected one of {', '.join(LABEL_SOURCES)}"
+        )
+    if name in NEEDS_SOURCE and source_logits is None:
+        raise ValueError(f"label source {name!r} needs the source model's logits")
+    return LABEL_SOURCES[name](y, source_logits, num_classes=num_classes, **kwargs)

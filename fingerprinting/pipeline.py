@@ -18,11 +18,13 @@ import os
 import types
 
 from fingerprinting import artifact
+from fingerprinting import ensemble
 from fingerprinting import data as data_lib
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import progress
 from fingerprinting import zoo as zoo_lib
+from fingerprinting.attacks import cbim as cbim_lib
 
 # Sections whose change would make the models or the fingerprint in a work
 # directory stale; the others (evaluate, verify) may change between runs.
@@ -33,87 +35,124 @@ FINGERPRINT_FILE = "fingerprint.npz"
 
 
 class WorkdirError(ValueError):
-  pass
+    pass
 
 
 class EmptyFingerprintError(ValueError):
-  pass
+    pass
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-  keys = sorted(set(old) | set(new))
-  out = []
-  for k in keys:
-    a, b = old.get(k), new.get(k)
-    if isinstance(a, dict) and isinstance(b, dict):
-      out += _differences(a, b, f"{prefix}{k}.")
-    elif a != b:
-      out.append(f"{prefix}{k}: {a!r} -> {b!r}")
-  return out
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
 
 
 def pin_config(config, workdir: str, sections=PINNED) -> None:
-  """Writes config.json, refusing one that changes what the workdir holds."""
-  path = os.path.join(workdir, "config.json")
-  new = json.loads(config.to_json())
-  if os.path.exists(path):
-    try:
-      old = files.read_json(path)
-    except (OSError, ValueError) as e:
-      raise WorkdirError(f"{path} is unreadable ({e}); use a new --workdir") from None
-    diff = [d for d in _differences({k: old.get(k) for k in sections},
-                                    {k: new.get(k) for k in sections})
-            if d.split(":")[0] not in UNPINNED]
-    if diff:
-      raise WorkdirError(f"{workdir} holds a run made with another config ({'; '.join(diff[:3])}"
-                         f"{'; ...' if len(diff) > 3 else ''}); use a new --workdir")
-  files.write_json_atomic(path, new)
+    """Writes config.json, refusing one that changes what the workdir holds."""
+    path = os.path.join(workdir, "config.json")
+    new = json.loads(config.to_json())
+    if os.path.exists(path):
+        try:
+            old = files.read_json(path)
+        except (OSError, ValueError) as e:
+            raise WorkdirError(f"{path} is unreadable ({e}); use a new --workdir") from None
+        diff = [
+            d
+            for d in _differences(
+                {k: old.get(k) for k in sections}, {k: new.get(k) for k in sections}
+            )
+            if d.split(":")[0] not in UNPINNED
+        ]
+        if diff:
+            raise WorkdirError(
+                f"{workdir} holds a run made with another config ({'; '.join(diff[:3])}"
+                f"{'; ...' if len(diff) > 3 else ''}); use a new --workdir"
+            )
+    files.write_json_atomic(path, new)
 
 
 def load_splits(config) -> data_lib.Splits:
-  cfg = types.SimpleNamespace(**config.data.to_dict())
-  cfg.dir = cfg.dir or None
-  return data_lib.load_splits(cfg)
+    cfg = types.SimpleNamespace(**config.data.to_dict())
+    cfg.dir = cfg.dir or None
+    return data_lib.load_splits(cfg)
+
+
+def validate(config) -> None:
+    """Every name and range in a config, checked before any data or training."""
+    zoo_lib.validate(config)
+    ensemble.resolve_loop(config.train.loop)
+    e = config.extract
+    ensemble.resolve_loop(e.loop)
+    if e.loss not in cbim_lib.LOSSES:
+        raise ValueError(
+            f"unknown extract.loss {e.loss!r}; expected one of {', '.join(cbim_lib.LOSSES)}"
+        )
+    if e.dropout_kind not in ("member", "output"):
+        raise ValueError(
+            f"unknown extract.dropout_kind {e.dropout_kind!r}; expected member or output"
+        )
+    checks = [
+        ("extract.eps", e.eps, 0 < e.eps <= 1),
+        ("extract.alpha", e.alpha, e.alpha > 0),
+        ("extract.steps", e.steps, e.steps >= 1),
+        ("extract.dropout", e.dropout, 0 <= e.dropout < 1),
+        ("extract.tau", e.tau, 0 <= e.tau <= 1),
+        ("verify.theta", config.verify.theta, 0 < config.verify.theta <= 1),
+        ("extract.num_candidates", e.num_candidates, e.num_candidates >= 1),
+        ("train.epochs", config.train.epochs, config.train.epochs >= 1),
+        ("train.batch_size", config.train.batch_size, config.train.batch_size >= 1),
+    ]
+    for name, value, ok in checks:
+        if not ok:
+            raise ValueError(f"{name} = {value!r} is out of range")
 
 
 def open_zoo(config, workdir: str) -> zoo_lib.Zoo:
-  zoo_lib.validate(config)  # names first: no data loading for a typo
-  os.makedirs(workdir, exist_ok=True)
-  pin_config(config, workdir)
-  return zoo_lib.Zoo(config, workdir, load_splits(config))
+    validate(config)  # names first: no data loading for a typo
+    os.makedirs(workdir, exist_ok=True)
+    pin_config(config, workdir)
+    return zoo_lib.Zoo(config, workdir, load_splits(config))
 
 
 def run_train(config, workdir: str) -> list[dict]:
-  zoo = open_zoo(config, workdir)
-  rows = zoo.train_all()
-  print(format_models(rows))
-  return rows
+    zoo = open_zoo(config, workdir)
+    rows = zoo.train_all()
+    print(format_models(rows))
+    return rows
 
 
 def format_models(rows: list[dict]) -> str:
-  lines = [f"{'model':44s} {'kind':22s} {'test acc':>8s}"]
-  lines += [f"{r['name']:44s} {r['kind']:22s} {r['test_accuracy']:8.3f}" for r in rows]
-  return "\n".join(lines)
+    lines = [f"{'model':44s} {'kind':22s} {'test acc':>8s}"]
+    lines += [f"{r['name']:44s} {r['kind']:22s} {r['test_accuracy']:8.3f}" for r in rows]
+    return "\n".join(lines)
 
 
 def fingerprint_path(workdir: str) -> str:
-  return os.path.join(workdir, FINGERPRINT_FILE)
+    return os.path.join(workdir, FINGERPRINT_FILE)
 
 
 def run_extract(config, workdir: str, *, zoo=None) -> artifact.Fingerprint:
-  path = fingerprint_path(workdir)
-  if os.path.exists(path):
-    fp = artifact.load(path)
-    progress.log(f"extract: {path} exists ({len(fp)} examples); nothing to do")
+    path = fingerprint_path(workdir)
+    if os.path.exists(path):
+        fp = artifact.load(path)
+        progress.log(f"extract: {path} exists ({len(fp)} examples); nothing to do")
+        return fp
+    zoo = zoo or open_zoo(config, workdir)
+    zoo.train_all()
+    fp = fp_lib.extract(zoo, config)
+    if len(fp) == 0:
+        raise EmptyFingerprintError(
+            f"no example reached conferrability >= {config.extract.tau} "
+            f"(of {fp.meta['candidates']} candidates, {fp.meta['adversarial']} adversarial); "
+            "try a larger extract.eps, more extract.steps or a lower extract.tau"
+        )
+    artifact.save(path, fp)
+    progress.log(f"extract: wrote {path}")
     return fp
-  zoo = zoo or open_zoo(config, workdir)
-  zoo.train_all()
-  fp = fp_lib.extract(zoo, config)
-  if len(fp) == 0:
-    raise EmptyFingerprintError(
-        f"no example reached conferrability >= {config.extract.tau} "
-        f"(of {fp.meta['candidates']} candidates, {fp.meta['adversarial']} adversarial); "
-        "try a larger extract.eps, more extract.steps or a lower extract.tau")
-  artifact.save(path, fp)
-  progress.log(f"extract: wrote {path}")
-  return fp

@@ -21,146 +21,215 @@ import numpy as np  # noqa: E402
 
 from fingerprinting import files  # noqa: E402
 
-KIND_COLORS = {"source": "black", "training_surrogate": "tab:red", "testing_surrogate": "tab:red",
-               "training_reference": "tab:blue", "testing_reference": "tab:blue",
-               "calibration_reference": "tab:cyan", "attack": "tab:purple"}
+KIND_COLORS = {
+    "source": "black",
+    "training_surrogate": "tab:red",
+    "testing_surrogate": "tab:red",
+    "training_reference": "tab:blue",
+    "testing_reference": "tab:blue",
+    "calibration_reference": "tab:cyan",
+    "attack": "tab:purple",
+}
 
 
 def _fmt_p(p) -> str:
-  return "-" if p is None else f"{p:.2g}"
+    return "-" if p is None else f"{p:.2g}"
 
 
 def verdict_table(rows: list[dict]) -> str:
-  """Plain-text verdicts, one model a line."""
-  head = f"{'model':42s} {'test acc':>8s} {'fp acc':>6s} {'>=theta':>7s} {'p (beta-bin)':>12s} {'p (binom)':>9s}"
-  lines = [head, "-" * len(head)]
-  for r in rows:
-    lines.append(f"{r['name']:42s} {r['test_accuracy']:8.3f} {r['fingerprint_accuracy']:6.2f} "
-                 f"{'yes' if r['verified'] else 'no':>7s} {_fmt_p(r.get('p_value')):>12s} "
-                 f"{_fmt_p(r.get('p_value_binomial')):>9s}")
-  return "\n".join(lines)
+    """Plain-text verdicts, one model a line."""
+    head = f"{'model':42s} {'test acc':>8s} {'fp acc':>6s} {'>=theta':>7s} {'p (beta-bin)':>12s} {'p (binom)':>9s}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['name']:42s} {r['test_accuracy']:8.3f} {r['fingerprint_accuracy']:6.2f} "
+            f"{'yes' if r['verified'] else 'no':>7s} {_fmt_p(r.get('p_value')):>12s} "
+            f"{_fmt_p(r.get('p_value_binomial')):>9s}"
+        )
+    return "\n".join(lines)
 
 
 def _md_table(header: list[str], rows: list[list]) -> str:
-  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-  return "\n".join(out)
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
 
 
 def separation(rows: list[dict]) -> dict:
-  """Smallest fingerprint accuracy of testing surrogates, largest of references."""
-  acc = lambda kind: [r["fingerprint_accuracy"] for r in rows if r["kind"] == kind]
-  surr, refs = acc("testing_surrogate"), acc("testing_reference") + acc("calibration_reference")
-  return {"min_surrogate": min(surr) if surr else None, "max_reference": max(refs) if refs else None}
+    """Smallest fingerprint accuracy of testing surrogates, largest of references."""
+    acc = lambda kind: [r["fingerprint_accuracy"] for r in rows if r["kind"] == kind]
+    surr, refs = acc("testing_surrogate"), acc("testing_reference") + acc("calibration_reference")
+    return {
+        "min_surrogate": min(surr) if surr else None,
+        "max_reference": max(refs) if refs else None,
+    }
 
 
 def _save(fig, path: str) -> None:
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-  plt.close(fig)
-  files.write_bytes_atomic(path, buf.getvalue())
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    files.write_bytes_atomic(path, buf.getvalue())
 
 
 def plot_fingerprint_accuracy(rows, theta, path):
-  fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows)), 4))
-  names = [r["name"] for r in rows]
-  colors = [KIND_COLORS.get(r["kind"], "gray") for r in rows]
-  ax.bar(range(len(rows)), [r["fingerprint_accuracy"] for r in rows], color=colors)
-  ax.axhline(theta, color="k", ls="--", lw=1, label=f"theta = {theta}")
-  ax.set_xticks(range(len(rows)), names, rotation=80, fontsize=7)
-  ax.set_ylim(0, 1.02)
-  ax.set_ylabel("fingerprint accuracy")
-  ax.set_title("Fingerprint accuracy (red: surrogates, blue/cyan: independent models)")
-  ax.legend(loc="upper right")
-  _save(fig, path)
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(rows)), 4))
+    names = [r["name"] for r in rows]
+    colors = [KIND_COLORS.get(r["kind"], "gray") for r in rows]
+    ax.bar(range(len(rows)), [r["fingerprint_accuracy"] for r in rows], color=colors)
+    ax.axhline(theta, color="k", ls="--", lw=1, label=f"theta = {theta}")
+    ax.set_xticks(range(len(rows)), names, rotation=80, fontsize=7)
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("fingerprint accuracy")
+    ax.set_title("Fingerprint accuracy (red: surrogates, blue/cyan: independent models)")
+    ax.legend(loc="upper right")
+    _save(fig, path)
 
 
 def plot_conferrability_per_example(t1, eps, path):
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for r in (r for r in t1 if r["eps"] == eps):
-    v = np.sort(r["per_example_conferrability"])[::-1]
-    ax.plot(np.arange(len(v)), v, label=f"{r['method']} ({len(v)})")
-  ax.set_xlabel("successful adversarial example (sorted)")
-  ax.set_ylabel("conferrability on testing models")
-  ax.set_title(f"Per-example conferrability, eps = {eps} (Figure 5)")
-  ax.legend()
-  _save(fig, path)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in (r for r in t1 if r["eps"] == eps):
+        v = np.sort(r["per_example_conferrability"])[::-1]
+        ax.plot(np.arange(len(v)), v, label=f"{r['method']} ({len(v)})")
+    ax.set_xlabel("successful adversarial example (sorted)")
+    ax.set_ylabel("conferrability on testing models")
+    ax.set_title(f"Per-example conferrability, eps = {eps} (Figure 5)")
+    ax.legend()
+    _save(fig, path)
 
 
 def plot_eps_sweep(t1, path):
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for method in dict.fromkeys(r["method"] for r in t1):
-    pts = sorted((r["eps"], r["conferrability"]) for r in t1 if r["method"] == method)
-    ax.plot(*zip(*pts), marker="o", label=method)
-  ax.set_xlabel("epsilon (L-inf, pixel space)")
-  ax.set_ylabel("mean conferrability")
-  ax.set_title("Conferrability against epsilon (Figure 4)")
-  ax.legend()
-  _save(fig, path)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method in dict.fromkeys(r["method"] for r in t1):
+        pts = sorted((r["eps"], r["conferrability"]) for r in t1 if r["method"] == method)
+        ax.plot(*zip(*pts), marker="o", label=method)
+    ax.set_xlabel("epsilon (L-inf, pixel space)")
+    ax.set_ylabel("mean conferrability")
+    ax.set_title("Conferrability against epsilon (Figure 4)")
+    ax.legend()
+    _save(fig, path)
 
 
 def plot_image_grid(fp, count, path):
-  n = min(count, len(fp))
-  names = fp.meta.get("class_names", [])
-  label = lambda k: names[k] if k < len(names) else str(k)
-  fig, axes = plt.subplots(2, max(n, 1), figsize=(1.3 * max(n, 1), 3), squeeze=False)
-  cmap = "gray" if fp.x.shape[-1] == 1 else None
-  for i in range(n):
-    for row, (img, title) in enumerate(((fp.original[i], f"{label(int(fp.truth[i]))}"),
-                                        (fp.x[i], f"-> {label(int(fp.keys[i]))}"))):
-      ax = axes[row, i]
-      ax.imshow(img.squeeze(-1) if cmap else img, cmap=cmap, vmin=0, vmax=255)
-      ax.set_title(title, fontsize=7)
-      ax.axis("off")
-  fig.suptitle("Originals (top) and fingerprint inputs with the source's label (bottom)", fontsize=9)
-  _save(fig, path)
+    n = min(count, len(fp))
+    names = fp.meta.get("class_names", [])
+    label = lambda k: names[k] if k < len(names) else str(k)
+    fig, axes = plt.subplots(2, max(n, 1), figsize=(1.3 * max(n, 1), 3), squeeze=False)
+    cmap = "gray" if fp.x.shape[-1] == 1 else None
+    for i in range(n):
+        for row, (img, title) in enumerate(
+            (
+                (fp.original[i], f"{label(int(fp.truth[i]))}"),
+                (fp.x[i], f"-> {label(int(fp.keys[i]))}"),
+            )
+        ):
+            ax = axes[row, i]
+            ax.imshow(img.squeeze(-1) if cmap else img, cmap=cmap, vmin=0, vmax=255)
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    fig.suptitle(
+        "Originals (top) and fingerprint inputs with the source's label (bottom)", fontsize=9
+    )
+    _save(fig, path)
 
 
 def write_report(workdir, fp, rows, t1, config) -> str:
-  plots = os.path.join(workdir, "plots")
-  theta = fp.meta.get("theta", 0.7)
-  plot_fingerprint_accuracy(rows, theta, os.path.join(plots, "fingerprint_accuracy.png"))
-  plot_image_grid(fp, config.evaluate.image_grid, os.path.join(plots, "fingerprint_images.png"))
-  base_eps = config.evaluate.table1_eps or config.extract.eps
-  if t1:
-    plot_conferrability_per_example(t1, base_eps, os.path.join(plots, "conferrability_per_example.png"))
-  if len({r["eps"] for r in t1}) > 1:
-    plot_eps_sweep(t1, os.path.join(plots, "eps_sweep.png"))
-  m, cal, sep = fp.meta, fp.meta.get("calibration", {}), separation(rows)
-  fmt = lambda v: "-" if v is None else f"{v:.3f}"
-  md = [
-      f"# Fingerprint report: {m.get('dataset')}", "",
-      f"Fingerprint: {len(fp)} examples kept of {m.get('candidates')} candidates "
-      f"({m.get('adversarial')} adversarial, {m.get('passed_tau')} with conferrability >= "
-      f"{config.extract.tau}); C-BIM eps {config.extract.eps}, loss {config.extract.loss}, "
-      f"{config.extract.steps} steps; extraction {m.get('extract_seconds')} s.",
-      f"Calibration: {cal.get('num_models', 0)} independent models, pooled chance rate "
-      f"{fmt(cal.get('pooled_rate'))}, Beta({fmt(cal.get('beta_a'))}, {fmt(cal.get('beta_b'))}).",
-      f"Smallest fingerprint accuracy of a testing surrogate: **{fmt(sep['min_surrogate'])}**; "
-      f"largest of an independent model: **{fmt(sep['max_reference'])}** (theta {theta}).", "",
-      "## Verification of every model (Tables 2-3)", "",
-      _md_table(["model", "kind", "data", "test acc", "fingerprint acc", "verified (theta)",
-                 "p beta-binomial", "p binomial", f"verified (p < {config.verify.significance})"],
-                [[r["name"], r["kind"], r.get("part", ""), f"{r['test_accuracy']:.3f}",
-                  f"{r['fingerprint_accuracy']:.3f}", "yes" if r["verified"] else "no",
-                  _fmt_p(r.get("p_value")), _fmt_p(r.get("p_value_binomial")),
-                  "yes" if r.get("verified_calibrated") else "no"] for r in rows]), "",
-      "![fingerprint accuracy](plots/fingerprint_accuracy.png)", "",
-  ]
-  if t1:
-    md += ["## Attack methods (Table 1)", "",
-           "Transferability over the testing references and conferrability over the testing "
-           "surrogates and references, averaged over the successful adversarial examples "
-           "(source label differs from the truth) from the same starting points.", "",
-           _md_table(["method", "eps", "success rate", "transferable", "conferrable",
-                      "surrogate transfer", "seconds"],
-                     [[r["method"], r["eps"], f"{r['success_rate']:.3f}", f"{r['transferability']:.3f}",
-                       f"{r['conferrability']:.3f}", f"{r['surrogate_transfer']:.3f}", r["seconds"]]
-                      for r in t1]), "",
-           "![per-example conferrability](plots/conferrability_per_example.png)", ""]
+    plots = os.path.join(workdir, "plots")
+    theta = fp.meta.get("theta", 0.7)
+    plot_fingerprint_accuracy(rows, theta, os.path.join(plots, "fingerprint_accuracy.png"))
+    plot_image_grid(fp, config.evaluate.image_grid, os.path.join(plots, "fingerprint_images.png"))
+    base_eps = config.evaluate.table1_eps or config.extract.eps
+    if t1:
+        plot_conferrability_per_example(
+            t1, base_eps, os.path.join(plots, "conferrability_per_example.png")
+        )
     if len({r["eps"] for r in t1}) > 1:
-      md += ["![eps sweep](plots/eps_sweep.png)", ""]
-  md += ["## Fingerprint images", "", "![fingerprint images](plots/fingerprint_images.png)", ""]
-  text = "\n".join(md)
-  files.write_text_atomic(os.path.join(workdir, "report.md"), text)
-  return text
+        plot_eps_sweep(t1, os.path.join(plots, "eps_sweep.png"))
+    m, cal, sep = fp.meta, fp.meta.get("calibration", {}), separation(rows)
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    md = [
+        f"# Fingerprint report: {m.get('dataset')}",
+        "",
+        f"Fingerprint: {len(fp)} examples kept of {m.get('candidates')} candidates "
+        f"({m.get('adversarial')} adversarial, {m.get('passed_tau')} with conferrability >= "
+        f"{config.extract.tau}); C-BIM eps {config.extract.eps}, loss {config.extract.loss}, "
+        f"{config.extract.steps} steps; extraction {m.get('extract_seconds')} s.",
+        f"Calibration: {cal.get('num_models', 0)} independent models, pooled chance rate "
+        f"{fmt(cal.get('pooled_rate'))}, Beta({fmt(cal.get('beta_a'))}, {fmt(cal.get('beta_b'))}).",
+        f"Smallest fingerprint accuracy of a testing surrogate: **{fmt(sep['min_surrogate'])}**; "
+        f"largest of an independent model: **{fmt(sep['max_reference'])}** (theta {theta}).",
+        "",
+        "## Verification of every model (Tables 2-3)",
+        "",
+        _md_table(
+            [
+                "model",
+                "kind",
+                "data",
+                "test acc",
+                "fingerprint acc",
+                "verified (theta)",
+                "p beta-binomial",
+                "p binomial",
+                f"verified (p < {config.verify.significance})",
+            ],
+            [
+                [
+                    r["name"],
+                    r["kind"],
+                    r.get("part", ""),
+                    f"{r['test_accuracy']:.3f}",
+                    f"{r['fingerprint_accuracy']:.3f}",
+                    "yes" if r["verified"] else "no",
+                    _fmt_p(r.get("p_value")),
+                    _fmt_p(r.get("p_value_binomial")),
+                    "yes" if r.get("verified_calibrated") else "no",
+                ]
+                for r in rows
+            ],
+        ),
+        "",
+        "![fingerprint accuracy](plots/fingerprint_accuracy.png)",
+        "",
+    ]
+    if t1:
+        md += [
+            "## Attack methods (Table 1)",
+            "",
+            "Transferability over the testing references and conferrability over the testing "
+            "surrogates and references, averaged over the successful adversarial examples "
+            "(source label differs from the truth) from the same starting points.",
+            "",
+            _md_table(
+                [
+                    "method",
+                    "eps",
+                    "success rate",
+                    "transferable",
+                    "conferrable",
+                    "surrogate transfer",
+                    "seconds",
+                ],
+                [
+                    [
+                        r["method"],
+                        r["eps"],
+                        f"{r['success_rate']:.3f}",
+                        f"{r['transferability']:.3f}",
+                        f"{r['conferrability']:.3f}",
+                        f"{r['surrogate_transfer']:.3f}",
+                        r["seconds"],
+                    ]
+                    for r in t1
+                ],
+            ),
+            "",
+            "![per-example conferrability](plots/conferrability_per_example.png)",
+            "",
+        ]
+        if len({r["eps"] for r in t1}) > 1:
+            md += ["![eps sweep](plots/eps_sweep.png)", ""]
+    md += ["## Fingerprint images", "", "![fingerprint images](plots/fingerprint_images.png)", ""]
+    text = "\n".join(md)
+    files.write_text_atomic(os.path.join(workdir, "report.md"), text)
+    return text

@@ -29,237 +29,314 @@ from fingerprinting import progress
 
 
 class NonFiniteLossError(FloatingPointError):
-  pass
+    pass
 
 
 @flax.struct.dataclass
 class TrainState:
-  params: Any
-  batch_stats: Any
-  opt_state: Any
+    params: Any
+    batch_stats: Any
+    opt_state: Any
 
 
 def variables_of(state: TrainState) -> dict:
-  v = {"params": state.params}
-  if state.batch_stats:
-    v["batch_stats"] = state.batch_stats
-  return v
+    v = {"params": state.params}
+    if state.batch_stats:
+        v["batch_stats"] = state.batch_stats
+    return v
 
 
 def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTransformation:
-  """The optimizer and schedule a training config names."""
-  total = max(1, steps_per_epoch * epochs)
-  lr = cfg.learning_rate
-  if cfg.schedule == "constant":
-    schedule = optax.constant_schedule(lr)
-  elif cfg.schedule == "cosine":
-    schedule = optax.cosine_decay_schedule(lr, total)
-  elif cfg.schedule == "warmup_cosine":
-    warmup = min(total // 2, steps_per_epoch)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total)
-  else:
-    raise ValueError(f"unknown schedule {cfg.schedule!r}; expected constant, cosine or warmup_cosine")
-  if cfg.optimizer == "adam":
-    return optax.adamw(schedule, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(schedule)
-  if cfg.optimizer == "sgd":
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay),
-                       optax.sgd(schedule, momentum=0.9, nesterov=True))
-  raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected adam or sgd")
+    """The optimizer and schedule a training config names."""
+    total = max(1, steps_per_epoch * epochs)
+    lr = cfg.learning_rate
+    if cfg.schedule == "constant":
+        schedule = optax.constant_schedule(lr)
+    elif cfg.schedule == "cosine":
+        schedule = optax.cosine_decay_schedule(lr, total)
+    elif cfg.schedule == "warmup_cosine":
+        warmup = min(total // 2, steps_per_epoch)
+        schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total)
+    else:
+        raise ValueError(
+            f"unknown schedule {cfg.schedule!r}; expected constant, cosine or warmup_cosine"
+        )
+    if cfg.optimizer == "adam":
+        return (
+            optax.adamw(schedule, weight_decay=cfg.weight_decay)
+            if cfg.weight_decay
+            else optax.adam(schedule)
+        )
+    if cfg.optimizer == "sgd":
+        return optax.chain(
+            optax.add_decayed_weights(cfg.weight_decay),
+            optax.sgd(schedule, momentum=0.9, nesterov=True),
+        )
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected adam or sgd")
 
 
 def init_state(model: nn.Module, tx, rng, size: int, input_shape) -> TrainState:
-  """Stacked training state of `size` fresh members."""
-  variables = ensemble.init_members(model, rng, size, input_shape)
-  params = variables["params"]
-  return TrainState(params=params, batch_stats=variables.get("batch_stats", {}),
-                    opt_state=jax.vmap(tx.init)(params))
+    """Stacked training state of `size` fresh members."""
+    variables = ensemble.init_members(model, rng, size, input_shape)
+    params = variables["params"]
+    return TrainState(
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=jax.vmap(tx.init)(params),
+    )
 
 
 def augment(x_BxHxWxC, rng, *, crop: int, flip: bool):
-  """Random crop after zero padding by `crop` pixels, and random horizontal flip."""
-  b, h, w, _ = x_BxHxWxC.shape
-  k_crop, k_flip = jax.random.split(rng)
-  if crop:
-    padded = jnp.pad(x_BxHxWxC, ((0, 0), (crop, crop), (crop, crop), (0, 0)))
-    offsets = jax.random.randint(k_crop, (b, 2), 0, 2 * crop + 1)
-    x_BxHxWxC = jax.vmap(lambda im, o: jax.lax.dynamic_slice(
-        im, (o[0], o[1], 0), (h, w, im.shape[-1])))(padded, offsets)
-  if flip:
-    do = jax.random.bernoulli(k_flip, 0.5, (b, 1, 1, 1))
-    x_BxHxWxC = jnp.where(do, x_BxHxWxC[:, :, ::-1], x_BxHxWxC)
-  return x_BxHxWxC
+    """Random crop after zero padding by `crop` pixels, and random horizontal flip."""
+    b, h, w, _ = x_BxHxWxC.shape
+    k_crop, k_flip = jax.random.split(rng)
+    if crop:
+        padded = jnp.pad(x_BxHxWxC, ((0, 0), (crop, crop), (crop, crop), (0, 0)))
+        offsets = jax.random.randint(k_crop, (b, 2), 0, 2 * crop + 1)
+        x_BxHxWxC = jax.vmap(
+            lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, im.shape[-1]))
+        )(padded, offsets)
+    if flip:
+        do = jax.random.bernoulli(k_flip, 0.5, (b, 1, 1, 1))
+        x_BxHxWxC = jnp.where(do, x_BxHxWxC[:, :, ::-1], x_BxHxWxC)
+    return x_BxHxWxC
 
 
-def member_train_step(state: TrainState, x, targets_BxK, rng, *, model, tx,
-                      temperature: float, crop: int, flip: bool, trainable=None):
-  """One optimizer step of ONE member on soft targets (cross-entropy, Eq. 2).
+def member_train_step(
+    state: TrainState,
+    x,
+    targets_BxK,
+    rng,
+    *,
+    model,
+    tx,
+    temperature: float,
+    crop: int,
+    flip: bool,
+    trainable=None,
+):
+    """One optimizer step of ONE member on soft targets (cross-entropy, Eq. 2).
 
-  `trainable` (a pytree of bools shaped like params, or None for all) freezes
-  the rest: their gradients are zeroed, which fine-tuning attacks use.
-  """
-  x = augment(x, rng, crop=crop, flip=flip)
+    `trainable` (a pytree of bools shaped like params, or None for all) freezes
+    the rest: their gradients are zeroed, which fine-tuning attacks use.
+    """
+    x = augment(x, rng, crop=crop, flip=flip)
 
-  def loss_fn(params):
-    variables = variables_of(state.replace(params=params))
-    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-    loss = optax.softmax_cross_entropy(logits / temperature, targets_BxK).mean()
-    return loss, (logits, updates)
+    def loss_fn(params):
+        variables = variables_of(state.replace(params=params))
+        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        loss = optax.softmax_cross_entropy(logits / temperature, targets_BxK).mean()
+        return loss, (logits, updates)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  if trainable is not None:
-    grads = jax.tree_util.tree_map(lambda g, t: g * t, grads, trainable)
-  updates_p, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates_p)
-  if trainable is not None:  # weight decay and momentum must not move frozen weights either
-    params = jax.tree_util.tree_map(lambda new, old, t: jnp.where(t, new, old),
-                                    params, state.params, trainable)
-  batch_stats = updates.get("batch_stats", state.batch_stats)
-  acc = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets_BxK, -1))
-  return TrainState(params, batch_stats, opt_state), {"loss": loss, "accuracy": acc}
+    (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    if trainable is not None:
+        grads = jax.tree_util.tree_map(lambda g, t: g * t, grads, trainable)
+    updates_p, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates_p)
+    if trainable is not None:  # weight decay and momentum must not move frozen weights either
+        params = jax.tree_util.tree_map(
+            lambda new, old, t: jnp.where(t, new, old), params, state.params, trainable
+        )
+    batch_stats = updates.get("batch_stats", state.batch_stats)
+    acc = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets_BxK, -1))
+    return TrainState(params, batch_stats, opt_state), {"loss": loss, "accuracy": acc}
 
 
 def make_vec_train_step(model, tx, cfg, *, strategy=None, temperature=1.0, trainable=None):
-  """`vec_train_step(state, x_MxB.., targets_MxBxK, keys_M)`: one step of every member."""
-  step = functools.partial(member_train_step, model=model, tx=tx, temperature=temperature,
-                           crop=cfg.augment_crop, flip=cfg.augment_flip, trainable=trainable)
-  return ensemble.map_members(step, (0, 0, 0, 0), strategy)
+    """`vec_train_step(state, x_MxB.., targets_MxBxK, keys_M)`: one step of every member."""
+    step = functools.partial(
+        member_train_step,
+        model=model,
+        tx=tx,
+        temperature=temperature,
+        crop=cfg.augment_crop,
+        flip=cfg.augment_flip,
+        trainable=trainable,
+    )
+    return ensemble.map_members(step, (0, 0, 0, 0), strategy)
 
 
 def make_chunk_fn(model, tx, cfg, *, strategy=None, temperature=1.0, trainable=None, loop=None):
-  """`chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first, length) -> (state, metrics)`:
-  `length` steps of every member, batch i of member m being perm[m, i*B:(i+1)*B]
-  (wrapping around the permutation). With loop 'fori' the steps run in one
-  jitted `lax.scan`; with 'python' one jitted step is called per step (see
-  `ensemble.resolve_loop`). `chunk.jitted` is the compiled function.
-  """
-  vec_train_step = make_vec_train_step(model, tx, cfg, strategy=strategy,
-                                       temperature=temperature, trainable=trainable)
-  batch = cfg.batch_size
+    """`chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first, length) -> (state, metrics)`:
+    `length` steps of every member, batch i of member m being perm[m, i*B:(i+1)*B]
+    (wrapping around the permutation). With loop 'fori' the steps run in one
+    jitted `lax.scan`; with 'python' one jitted step is called per step (see
+    `ensemble.resolve_loop`). `chunk.jitted` is the compiled function.
+    """
+    vec_train_step = make_vec_train_step(
+        model, tx, cfg, strategy=strategy, temperature=temperature, trainable=trainable
+    )
+    batch = cfg.batch_size
 
-  def step(state, x_N, targets_NxK, perm_MxN, keys_M, i):
-    pos = i * batch + jnp.arange(batch)
-    idx_MxB = perm_MxN[:, pos % perm_MxN.shape[1]]
-    rngs = jax.vmap(jax.random.fold_in, (0, None))(keys_M, i)
-    return vec_train_step(state, x_N[idx_MxB], targets_NxK[idx_MxB], rngs)
+    def step(state, x_N, targets_NxK, perm_MxN, keys_M, i):
+        pos = i * batch + jnp.arange(batch)
+        idx_MxB = perm_MxN[:, pos % perm_MxN.shape[1]]
+        rngs = jax.vmap(jax.random.fold_in, (0, None))(keys_M, i)
+        return vec_train_step(state, x_N[idx_MxB], targets_NxK[idx_MxB], rngs)
 
-  if ensemble.resolve_loop(loop) == "fori":
-    def scanned(state, x_N, targets_NxK, perm_MxN, keys_M, first, length):
-      body = lambda s, i: step(s, x_N, targets_NxK, perm_MxN, keys_M, first + i)
-      state, metrics = jax.lax.scan(body, state, jnp.arange(length))
-      return state, jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
-    chunk = jax.jit(scanned, static_argnums=(6,), donate_argnums=(0,))
-    chunk.jitted = chunk
+    if ensemble.resolve_loop(loop) == "fori":
+
+        def scanned(state, x_N, targets_NxK, perm_MxN, keys_M, first, length):
+            body = lambda s, i: step(s, x_N, targets_NxK, perm_MxN, keys_M, first + i)
+            state, metrics = jax.lax.scan(body, state, jnp.arange(length))
+            return state, jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
+
+        chunk = jax.jit(scanned, static_argnums=(6,), donate_argnums=(0,))
+        chunk.jitted = chunk
+        return chunk
+
+    jitted = jax.jit(step, donate_argnums=(0,))
+
+    def chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first, length):
+        metrics = []
+        for i in range(first, first + length):
+            state, m = jitted(state, x_N, targets_NxK, perm_MxN, keys_M, i)
+            metrics.append(m)
+        return state, jax.tree_util.tree_map(lambda *m: jnp.stack(m).mean(0), *metrics)
+
+    chunk.jitted = jitted
     return chunk
-
-  jitted = jax.jit(step, donate_argnums=(0,))
-
-  def chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first, length):
-    metrics = []
-    for i in range(first, first + length):
-      state, m = jitted(state, x_N, targets_NxK, perm_MxN, keys_M, i)
-      metrics.append(m)
-    return state, jax.tree_util.tree_map(lambda *m: jnp.stack(m).mean(0), *metrics)
-  chunk.jitted = jitted
-  return chunk
 
 
 def plan_chunks(num_examples: int, batch_size: int, chunk_steps: int) -> tuple[int, int]:
-  """(chunks per epoch, steps per chunk) covering one epoch with equal chunks."""
-  steps = max(1, math.ceil(num_examples / batch_size))
-  chunks = max(1, math.ceil(steps / max(1, chunk_steps)))
-  return chunks, math.ceil(steps / chunks)
+    """(chunks per epoch, steps per chunk) covering one epoch with equal chunks."""
+    steps = max(1, math.ceil(num_examples / batch_size))
+    chunks = max(1, math.ceil(steps / max(1, chunk_steps)))
+    return chunks, math.ceil(steps / chunks)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
 def _permutations(keys_M, n):
-  return jax.vmap(lambda k: jax.random.permutation(k, n))(keys_M)
+    return jax.vmap(lambda k: jax.random.permutation(k, n))(keys_M)
 
 
 def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                           enable_async_checkpointing=False))
+    return ocp.CheckpointManager(
+        os.path.abspath(directory),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, create=True, enable_async_checkpointing=False
+        ),
+    )
 
 
-def train_group(model, x_N, targets_NxK, *, size: int, cfg, epochs: int, rng,
-                ckpt_dir: str | None = None, strategy=None, temperature: float = 1.0,
-                init=None, trainable=None, desc: str = "train") -> dict:
-  """Trains `size` members of one architecture; returns their stacked variables.
+def train_group(
+    model,
+    x_N,
+    targets_NxK,
+    *,
+    size: int,
+    cfg,
+    epochs: int,
+    rng,
+    ckpt_dir: str | None = None,
+    strategy=None,
+    temperature: float = 1.0,
+    init=None,
+    trainable=None,
+    desc: str = "train",
+) -> dict:
+    """Trains `size` members of one architecture; returns their stacked variables.
 
-  Resumes from the newest checkpoint in `ckpt_dir` when there is one, else
-  starts from `init` (stacked variables, e.g. a copy of the source for
-  fine-tuning) or from scratch. Every member m draws its init, data order and
-  augmentation from `fold_in(rng, m)`.
-  """
-  x_N = jnp.asarray(x_N)
-  targets_NxK = jnp.asarray(targets_NxK, jnp.float32)
-  n = x_N.shape[0]
-  chunks, chunk_len = plan_chunks(n, cfg.batch_size, cfg.chunk_steps)
-  tx = make_optimizer(cfg, chunks * chunk_len, epochs)
-  member_keys = jax.vmap(lambda m: jax.random.fold_in(rng, m))(jnp.arange(size))
-  state = init_state(model, tx, jax.random.fold_in(rng, 10_000), size, x_N.shape[1:])
-  if init is not None:
-    state = state.replace(params=init["params"], batch_stats=init.get("batch_stats", {}),
-                          opt_state=jax.vmap(tx.init)(init["params"]))
-  manager = _checkpoint_manager(ckpt_dir) if ckpt_dir else None
-  start = 0
-  if manager is not None and manager.latest_step() is not None:
-    start = manager.latest_step()
-    state = manager.restore(start, args=ocp.args.StandardRestore(state))
-    progress.log(f"{desc}: resuming from the checkpoint of epoch {start}/{epochs}")
-  chunk = make_chunk_fn(model, tx, cfg, strategy=strategy, temperature=temperature,
-                        trainable=trainable, loop=cfg.get("loop"))
-  bar = progress.Bar(desc, total=(epochs - start) * chunks, unit="chunk")
-  last_save = time.time()
-  for epoch in range(start, epochs):
-    epoch_keys = jax.vmap(jax.random.fold_in, (0, None))(member_keys, epoch)
-    perm = _permutations(epoch_keys, n)
-    for c in range(chunks):
-      state, metrics = chunk(state, x_N, targets_NxK, perm, epoch_keys,
-                             epoch * chunks * chunk_len + c * chunk_len, chunk_len)
-      loss = np.asarray(metrics["loss"])
-      if not np.all(np.isfinite(loss)):
-        bad = [int(i) for i in np.flatnonzero(~np.isfinite(loss))]
-        raise NonFiniteLossError(
-            f"{desc}: non-finite loss in epoch {epoch + 1}, members {bad}; "
-            f"the last good checkpoint (epoch {start}) is kept")
-      bar.update(1, f"epoch {epoch + 1}/{epochs} loss {loss.mean():.3f} "
-                    f"acc {np.asarray(metrics['accuracy']).mean():.3f}")
-    # Save at most every `checkpoint_seconds` (and after the last epoch, which
-    # the caller saves as final variables): on small data an epoch takes less
-    # time than writing its checkpoint.
-    due = time.time() - last_save >= cfg.get("checkpoint_seconds", 0.0) or epoch + 1 == epochs
-    if manager is not None and due:
-      manager.save(epoch + 1, args=ocp.args.StandardSave(state))
-      manager.wait_until_finished()
-      last_save = time.time()
-  bar.close()
-  return variables_of(state)
+    Resumes from the newest checkpoint in `ckpt_dir` when there is one, else
+    starts from `init` (stacked variables, e.g. a copy of the source for
+    fine-tuning) or from scratch. Every member m draws its init, data order and
+    augmentation from `fold_in(rng, m)`.
+    """
+    x_N = jnp.asarray(x_N)
+    targets_NxK = jnp.asarray(targets_NxK, jnp.float32)
+    n = x_N.shape[0]
+    chunks, chunk_len = plan_chunks(n, cfg.batch_size, cfg.chunk_steps)
+    tx = make_optimizer(cfg, chunks * chunk_len, epochs)
+    member_keys = jax.vmap(lambda m: jax.random.fold_in(rng, m))(jnp.arange(size))
+    state = init_state(model, tx, jax.random.fold_in(rng, 10_000), size, x_N.shape[1:])
+    if init is not None:
+        state = state.replace(
+            params=init["params"],
+            batch_stats=init.get("batch_stats", {}),
+            opt_state=jax.vmap(tx.init)(init["params"]),
+        )
+    manager = _checkpoint_manager(ckpt_dir) if ckpt_dir else None
+    start = 0
+    if manager is not None and manager.latest_step() is not None:
+        start = manager.latest_step()
+        state = manager.restore(start, args=ocp.args.StandardRestore(state))
+        progress.log(f"{desc}: resuming from the checkpoint of epoch {start}/{epochs}")
+    chunk = make_chunk_fn(
+        model,
+        tx,
+        cfg,
+        strategy=strategy,
+        temperature=temperature,
+        trainable=trainable,
+        loop=cfg.get("loop"),
+    )
+    bar = progress.Bar(desc, total=(epochs - start) * chunks, unit="chunk")
+    last_save = time.time()
+    for epoch in range(start, epochs):
+        epoch_keys = jax.vmap(jax.random.fold_in, (0, None))(member_keys, epoch)
+        perm = _permutations(epoch_keys, n)
+        for c in range(chunks):
+            state, metrics = chunk(
+                state,
+                x_N,
+                targets_NxK,
+                perm,
+                epoch_keys,
+                epoch * chunks * chunk_len + c * chunk_len,
+                chunk_len,
+            )
+            loss = np.asarray(metrics["loss"])
+            if not np.all(np.isfinite(loss)):
+                bad = [int(i) for i in np.flatnonzero(~np.isfinite(loss))]
+                raise NonFiniteLossError(
+                    f"{desc}: non-finite loss in epoch {epoch + 1}, members {bad}; "
+                    f"the last good checkpoint (epoch {start}) is kept"
+                )
+            bar.update(
+                1,
+                f"epoch {epoch + 1}/{epochs} loss {loss.mean():.3f} "
+                f"acc {np.asarray(metrics['accuracy']).mean():.3f}",
+            )
+        # Save at most every `checkpoint_seconds` (and after the last epoch, which
+        # the caller saves as final variables): on small data an epoch takes less
+        # time than writing its checkpoint.
+        due = time.time() - last_save >= cfg.get("checkpoint_seconds", 0.0) or epoch + 1 == epochs
+        if manager is not None and due:
+            manager.save(epoch + 1, args=ocp.args.StandardSave(state))
+            manager.wait_until_finished()
+            last_save = time.time()
+    bar.close()
+    return variables_of(state)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "strategy"))
 def _logits_chunk(variables, x, *, model, strategy):
-  return ensemble.apply_members(model, variables, x, strategy=strategy)
+    return ensemble.apply_members(model, variables, x, strategy=strategy)
 
 
 def predict_logits(model, variables, x, *, batch_size: int = 512, strategy=None) -> np.ndarray:
-  """Inference logits of every member on x, [M, N, K], evaluated in batches."""
-  strategy = ensemble.resolve_strategy(strategy)
-  if len(x) == 0:
-    k = jax.eval_shape(lambda v: ensemble.apply_members(model, v, jnp.zeros((1, *x.shape[1:]))), variables)
-    return np.zeros((ensemble.num_members(variables), 0, k.shape[-1]), np.float32)
-  out = []
-  for i in range(0, len(x), batch_size):
-    xb = np.asarray(x[i:i + batch_size])
-    pad = batch_size - len(xb) if len(x) > batch_size else 0
-    if pad:  # one compiled shape for every batch
-      xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
-    out.append(np.asarray(_logits_chunk(variables, xb, model=model, strategy=strategy))[:, :batch_size - pad])
-  return np.concatenate(out, axis=1)
+    """Inference logits of every member on x, [M, N, K], evaluated in batches."""
+    strategy = ensemble.resolve_strategy(strategy)
+    if len(x) == 0:
+        k = jax.eval_shape(
+            lambda v: ensemble.apply_members(model, v, jnp.zeros((1, *x.shape[1:]))), variables
+        )
+        return np.zeros((ensemble.num_members(variables), 0, k.shape[-1]), np.float32)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = np.asarray(x[i : i + batch_size])
+        pad = batch_size - len(xb) if len(x) > batch_size else 0
+        if pad:  # one compiled shape for every batch
+            xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
+        out.append(
+            np.asarray(_logits_chunk(variables, xb, model=model, strategy=strategy))[
+                :, : batch_size - pad
+            ]
+        )
+    return np.concatenate(out, axis=1)
 
 
 def accuracies(model, variables, x, y, **kwargs) -> np.ndarray:
-  """Test accuracy of each member, [M]."""
-  logits = predict_logits(model, variables, x, **kwargs)
-  return (logits.argmax(-1) == np.asarray(y)[None]).mean(-1)
+    """Test accuracy of each member, [M]."""
+    logits = predict_logits(model, variables, x, **kwargs)
+    return (logits.argmax(-1) == np.asarray(y)[None]).mean(-1)

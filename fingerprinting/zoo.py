@@ -38,165 +38,207 @@ SURROGATE_KINDS = ("training_surrogate", "testing_surrogate")
 
 
 class SpecError(ValueError):
-  pass
+    pass
 
 
 def parse_spec(spec: str) -> list[tuple[str, int]]:
-  """'cnn_small:2,mlp' -> [('cnn_small', 2), ('mlp', 1)]; validates names."""
-  out = []
-  for item in filter(None, (s.strip() for s in (spec or "").split(","))):
-    arch, _, count = item.partition(":")
-    arch = arch.strip()
-    if arch not in models.ARCHITECTURES:
-      raise SpecError(f"unknown architecture {arch!r} in {spec!r}; "
-                      f"expected one of {', '.join(models.ARCHITECTURES)}")
-    try:
-      n = int(count) if count else 1
-    except ValueError:
-      raise SpecError(f"bad member count {count!r} in {spec!r}; expected ARCH:COUNT") from None
-    if n < 1:
-      raise SpecError(f"member count must be at least 1 in {spec!r}")
-    out.append((arch, n))
-  return out
+    """'cnn_small:2,mlp' -> [('cnn_small', 2), ('mlp', 1)]; validates names."""
+    out = []
+    for item in filter(None, (s.strip() for s in (spec or "").split(","))):
+        arch, _, count = item.partition(":")
+        arch = arch.strip()
+        if arch not in models.ARCHITECTURES:
+            raise SpecError(
+                f"unknown architecture {arch!r} in {spec!r}; "
+                f"expected one of {', '.join(models.ARCHITECTURES)}"
+            )
+        try:
+            n = int(count) if count else 1
+        except ValueError:
+            raise SpecError(
+                f"bad member count {count!r} in {spec!r}; expected ARCH:COUNT"
+            ) from None
+        if n < 1:
+            raise SpecError(f"member count must be at least 1 in {spec!r}")
+        out.append((arch, n))
+    return out
 
 
 @dataclasses.dataclass
 class TrainedGroup:
-  kind: str
-  group: ensemble.Group
-  variables: dict
-  test_accuracy: np.ndarray
+    kind: str
+    group: ensemble.Group
+    variables: dict
+    test_accuracy: np.ndarray
 
-  def records(self) -> list[dict]:
-    return [dict(name=f"{self.group.name}/{m}", kind=self.kind, architecture=self.group.arch,
-                 member=m, test_accuracy=float(a)) for m, a in enumerate(self.test_accuracy)]
+    def records(self) -> list[dict]:
+        return [
+            dict(
+                name=f"{self.group.name}/{m}",
+                kind=self.kind,
+                architecture=self.group.arch,
+                member=m,
+                test_accuracy=float(a),
+            )
+            for m, a in enumerate(self.test_accuracy)
+        ]
 
 
 def group_seed(config, name: str):
-  return jax.random.fold_in(jax.random.PRNGKey(config.seed), zlib.crc32(name.encode()))
+    return jax.random.fold_in(jax.random.PRNGKey(config.seed), zlib.crc32(name.encode()))
 
 
 def _kind_spec(config, kind: str) -> str:
-  return config.models.source if kind == "source" else getattr(config.models, kind + "s")
+    return config.models.source if kind == "source" else getattr(config.models, kind + "s")
 
 
 def groups_of_kind(config, kind: str, num_classes: int) -> list[ensemble.Group]:
-  specs = [(config.models.source, 1)] if kind == "source" else parse_spec(_kind_spec(config, kind))
-  return [ensemble.Group(f"{kind}-{arch}", arch, models.get_model(arch, num_classes), n)
-          for arch, n in specs]
+    specs = (
+        [(config.models.source, 1)] if kind == "source" else parse_spec(_kind_spec(config, kind))
+    )
+    return [
+        ensemble.Group(f"{kind}-{arch}", arch, models.get_model(arch, num_classes), n)
+        for arch, n in specs
+    ]
 
 
 def validate(config) -> None:
-  """Fails on bad names before any training starts."""
-  if config.models.source not in models.ARCHITECTURES:
-    raise SpecError(f"unknown source architecture {config.models.source!r}; "
-                    f"expected one of {', '.join(models.ARCHITECTURES)}")
-  for kind in KINDS:
-    if kind != "source":
-      parse_spec(_kind_spec(config, kind))
-  if config.models.surrogate_labels not in labels_lib.LABEL_SOURCES:
-    raise SpecError(f"unknown label source {config.models.surrogate_labels!r}; "
-                    f"expected one of {', '.join(labels_lib.LABEL_SOURCES)}")
-  if config.models.calibration_data not in ("d1", "d2"):
-    raise SpecError("models.calibration_data must be 'd1' or 'd2'")
-  ensemble.resolve_strategy(config.models.strategy)
+    """Fails on bad names before any training starts."""
+    if config.models.source not in models.ARCHITECTURES:
+        raise SpecError(
+            f"unknown source architecture {config.models.source!r}; "
+            f"expected one of {', '.join(models.ARCHITECTURES)}"
+        )
+    for kind in KINDS:
+        if kind != "source":
+            parse_spec(_kind_spec(config, kind))
+    if config.models.surrogate_labels not in labels_lib.LABEL_SOURCES:
+        raise SpecError(
+            f"unknown label source {config.models.surrogate_labels!r}; "
+            f"expected one of {', '.join(labels_lib.LABEL_SOURCES)}"
+        )
+    if config.models.calibration_data not in ("d1", "d2"):
+        raise SpecError("models.calibration_data must be 'd1' or 'd2'")
+    ensemble.resolve_strategy(config.models.strategy)
 
 
 def save_variables(path: str, variables) -> None:
-  """Final variables of a group, written atomically by Orbax."""
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(os.path.abspath(path), variables, force=True)
+    """Final variables of a group, written atomically by Orbax."""
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(os.path.abspath(path), variables, force=True)
 
 
 def load_variables(path: str, group: ensemble.Group, input_shape) -> dict:
-  abstract = jax.eval_shape(lambda: ensemble.init_members(
-      group.model, jax.random.PRNGKey(0), group.size, input_shape))
-  with ocp.StandardCheckpointer() as ckpt:
-    return ckpt.restore(os.path.abspath(path), abstract)
+    abstract = jax.eval_shape(
+        lambda: ensemble.init_members(group.model, jax.random.PRNGKey(0), group.size, input_shape)
+    )
+    with ocp.StandardCheckpointer() as ckpt:
+        return ckpt.restore(os.path.abspath(path), abstract)
 
 
 class Zoo:
-  """Trains (or loads) the groups of a run inside one work directory."""
+    """Trains (or loads) the groups of a run inside one work directory."""
 
-  def __init__(self, config, workdir: str, splits: data_lib.Splits):
-    validate(config)
-    self.config, self.workdir, self.splits = config, workdir, splits
-    self.strategy = ensemble.resolve_strategy(config.models.strategy)
-    self._source_logits: dict[str, np.ndarray] = {}
-    self._cache: dict[str, list[TrainedGroup]] = {}
+    def __init__(self, config, workdir: str, splits: data_lib.Splits):
+        validate(config)
+        self.config, self.workdir, self.splits = config, workdir, splits
+        self.strategy = ensemble.resolve_strategy(config.models.strategy)
+        self._source_logits: dict[str, np.ndarray] = {}
+        self._cache: dict[str, list[TrainedGroup]] = {}
 
-  def group_dir(self, group: ensemble.Group) -> str:
-    return os.path.join(self.workdir, "models", group.name)
+    def group_dir(self, group: ensemble.Group) -> str:
+        return os.path.join(self.workdir, "models", group.name)
 
-  def party_name(self, kind: str) -> str:
-    return KINDS[kind][0] or self.config.models.calibration_data
+    def party_name(self, kind: str) -> str:
+        return KINDS[kind][0] or self.config.models.calibration_data
 
-  def party(self, kind: str) -> data_lib.Split:
-    return getattr(self.splits, self.party_name(kind))
+    def party(self, kind: str) -> data_lib.Split:
+        return getattr(self.splits, self.party_name(kind))
 
-  def source(self) -> TrainedGroup:
-    return self.get("source")[0]
+    def source(self) -> TrainedGroup:
+        return self.get("source")[0]
 
-  def source_logits(self, party: str) -> np.ndarray:
-    if party not in self._source_logits:
-      src = self.source()
-      x = getattr(self.splits, party).x
-      self._source_logits[party] = training.predict_logits(
-          src.group.model, src.variables, x, strategy=self.strategy)[0]
-    return self._source_logits[party]
+    def source_logits(self, party: str) -> np.ndarray:
+        if party not in self._source_logits:
+            src = self.source()
+            x = getattr(self.splits, party).x
+            self._source_logits[party] = training.predict_logits(
+                src.group.model, src.variables, x, strategy=self.strategy
+            )[0]
+        return self._source_logits[party]
 
-  def temperature(self, kind: str) -> float:
-    """Distillation temperature T (Section 2.2): the defender picks it for its
-    training surrogates; the adversary's Retraining attack uses T = 1."""
-    if not KINDS[kind][1]:
-      return 1.0
-    m = self.config.models
-    return m.training_temperature if kind.startswith("training") else m.testing_temperature
+    def temperature(self, kind: str) -> float:
+        """Distillation temperature T (Section 2.2): the defender picks it for its
+        training surrogates; the adversary's Retraining attack uses T = 1."""
+        if not KINDS[kind][1]:
+            return 1.0
+        m = self.config.models
+        return m.training_temperature if kind.startswith("training") else m.testing_temperature
 
-  def targets(self, kind: str) -> np.ndarray:
-    split = self.party(kind)
-    k = self.splits.num_classes
-    if not KINDS[kind][1]:
-      return labels_lib.make_targets("ground_truth", split.y, num_classes=k)
-    party = KINDS[kind][0]
-    return labels_lib.make_targets(self.config.models.surrogate_labels, split.y,
-                                   self.source_logits(party), num_classes=k,
-                                   temperature=self.temperature(kind))
+    def targets(self, kind: str) -> np.ndarray:
+        split = self.party(kind)
+        k = self.splits.num_classes
+        if not KINDS[kind][1]:
+            return labels_lib.make_targets("ground_truth", split.y, num_classes=k)
+        party = KINDS[kind][0]
+        return labels_lib.make_targets(
+            self.config.models.surrogate_labels,
+            split.y,
+            self.source_logits(party),
+            num_classes=k,
+            temperature=self.temperature(kind),
+        )
 
-  def get(self, kind: str) -> list[TrainedGroup]:
-    """The trained groups of one kind, training whatever is missing."""
-    if kind not in self._cache:
-      groups = groups_of_kind(self.config, kind, self.splits.num_classes)
-      self._cache[kind] = [self._train_or_load(kind, g) for g in groups]
-    return self._cache[kind]
+    def get(self, kind: str) -> list[TrainedGroup]:
+        """The trained groups of one kind, training whatever is missing."""
+        if kind not in self._cache:
+            groups = groups_of_kind(self.config, kind, self.splits.num_classes)
+            self._cache[kind] = [self._train_or_load(kind, g) for g in groups]
+        return self._cache[kind]
 
-  def _train_or_load(self, kind: str, group: ensemble.Group) -> TrainedGroup:
-    gdir = self.group_dir(group)
-    result_path = os.path.join(gdir, "result.json")
-    final = os.path.join(gdir, "final")
-    test = self.splits.test
-    if os.path.exists(result_path):
-      variables = load_variables(final, group, self.splits.input_shape)
-      acc = np.asarray(files.read_json(result_path)["test_accuracy"])
-      return TrainedGroup(kind, group, variables, acc)
-    split = self.party(kind)
-    cfg = self.config.train
-    epochs = cfg.source_epochs if kind == "source" else cfg.epochs
-    temperature = self.temperature(kind)
-    variables = training.train_group(
-        group.model, split.x, self.targets(kind), size=group.size, cfg=cfg, epochs=epochs,
-        rng=group_seed(self.config, group.name), ckpt_dir=os.path.join(gdir, "checkpoints"),
-        strategy=self.strategy, temperature=temperature, desc=f"train {group.name} x{group.size}")
-    acc = training.accuracies(group.model, variables, test.x, test.y, strategy=self.strategy)
-    save_variables(final, variables)
-    files.write_json_atomic(result_path, {
-        "test_accuracy": acc.tolist(), "kind": kind, "architecture": group.arch,
-        "num_classes": self.splits.num_classes, "input_shape": list(self.splits.input_shape)})
-    progress.log(f"{group.name}: test accuracy " + " ".join(f"{a:.3f}" for a in acc))
-    return TrainedGroup(kind, group, variables, acc)
+    def _train_or_load(self, kind: str, group: ensemble.Group) -> TrainedGroup:
+        gdir = self.group_dir(group)
+        result_path = os.path.join(gdir, "result.json")
+        final = os.path.join(gdir, "final")
+        test = self.splits.test
+        if os.path.exists(result_path):
+            variables = load_variables(final, group, self.splits.input_shape)
+            acc = np.asarray(files.read_json(result_path)["test_accuracy"])
+            return TrainedGroup(kind, group, variables, acc)
+        split = self.party(kind)
+        cfg = self.config.train
+        epochs = cfg.source_epochs if kind == "source" else cfg.epochs
+        temperature = self.temperature(kind)
+        variables = training.train_group(
+            group.model,
+            split.x,
+            self.targets(kind),
+            size=group.size,
+            cfg=cfg,
+            epochs=epochs,
+            rng=group_seed(self.config, group.name),
+            ckpt_dir=os.path.join(gdir, "checkpoints"),
+            strategy=self.strategy,
+            temperature=temperature,
+            desc=f"train {group.name} x{group.size}",
+        )
+        acc = training.accuracies(group.model, variables, test.x, test.y, strategy=self.strategy)
+        save_variables(final, variables)
+        files.write_json_atomic(
+            result_path,
+            {
+                "test_accuracy": acc.tolist(),
+                "kind": kind,
+                "architecture": group.arch,
+                "num_classes": self.splits.num_classes,
+                "input_shape": list(self.splits.input_shape),
+            },
+        )
+        progress.log(f"{group.name}: test accuracy " + " ".join(f"{a:.3f}" for a in acc))
+        return TrainedGroup(kind, group, variables, acc)
 
-  def train_all(self, kinds=tuple(KINDS)) -> list[dict]:
-    """Trains every group of the given kinds; writes and returns models.jsonl rows."""
-    rows = [r for kind in kinds for tg in self.get(kind) for r in tg.records()]
-    files.write_jsonl_atomic(os.path.join(self.workdir, "models.jsonl"), rows)
-    return rows
+    def train_all(self, kinds=tuple(KINDS)) -> list[dict]:
+        """Trains every group of the given kinds; writes and returns models.jsonl rows."""
+        rows = [r for kind in kinds for tg in self.get(kind) for r in tg.records()]
+        files.write_jsonl_atomic(os.path.join(self.workdir, "models.jsonl"), rows)
+        return rows

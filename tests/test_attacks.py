@@ -207,7 +207,12 @@ class FGSMKnownAnswerTest(chex.TestCase):
         eps = 0.1
         run = self.variant(
             lambda xx, yy: fgsm(
-                functools.partial(linear_logits, (w, b)), xx, yy, eps=eps, targeted=targeted, norm=norm
+                functools.partial(linear_logits, (w, b)),
+                xx,
+                yy,
+                eps=eps,
+                targeted=targeted,
+                norm=norm,
             )
         )
         x_adv = np.asarray(run(jnp.asarray(x), jnp.asarray(y)))

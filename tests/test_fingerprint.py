@@ -13,111 +13,126 @@ from fingerprinting.attacks import cbim as cbim_lib
 
 
 def test_transferability_and_conferrability():
-  target = np.array([0, 1, 2])
-  surr = np.array([[0, 1, 0], [0, 1, 1]])
-  refs = np.array([[0, 0, 2], [1, 0, 2]])
-  np.testing.assert_allclose(fp_lib.transferability(surr, target), [1.0, 1.0, 0.0])
-  np.testing.assert_allclose(fp_lib.conferrability(surr, refs, target), [0.5, 1.0, 0.0])
+    target = np.array([0, 1, 2])
+    surr = np.array([[0, 1, 0], [0, 1, 1]])
+    refs = np.array([[0, 0, 2], [1, 0, 2]])
+    np.testing.assert_allclose(fp_lib.transferability(surr, target), [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(fp_lib.conferrability(surr, refs, target), [0.5, 1.0, 0.0])
 
 
 def test_conferrability_is_zero_when_references_agree_with_surrogates():
-  rng = np.random.default_rng(0)
-  labels = rng.integers(0, 3, (4, 30))
-  target = labels[0]
-  same = np.repeat(labels[:1], 4, 0)
-  np.testing.assert_allclose(fp_lib.conferrability(same, same, target), 0.0)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, (4, 30))
+    target = labels[0]
+    same = np.repeat(labels[:1], 4, 0)
+    np.testing.assert_allclose(fp_lib.conferrability(same, same, target), 0.0)
 
 
 def _linear_probs_fn(w_surr, w_ref):
-  def probs_fn(x):
-    flat = x.reshape(x.shape[0], -1)
-    s = jax.nn.softmax(jnp.einsum("bd,mdk->mbk", flat, w_surr), -1)
-    r = jax.nn.softmax(jnp.einsum("bd,mdk->mbk", flat, w_ref), -1)
-    return s, r
-  return probs_fn
+    def probs_fn(x):
+        flat = x.reshape(x.shape[0], -1)
+        s = jax.nn.softmax(jnp.einsum("bd,mdk->mbk", flat, w_surr), -1)
+        r = jax.nn.softmax(jnp.einsum("bd,mdk->mbk", flat, w_ref), -1)
+        return s, r
+
+    return probs_fn
 
 
 @pytest.mark.parametrize("loss", cbim_lib.LOSSES)
 def test_cbim_stays_in_ball_and_raises_m_e(loss):
-  k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
-  w_surr = jax.random.normal(k1, (3, 16, 4)) * 2
-  w_ref = jax.random.normal(k2, (3, 16, 4)) * 2
-  probs_fn = _linear_probs_fn(w_surr, w_ref)
-  x0 = jax.random.uniform(k3, (8, 4, 4, 1))
-  x0 = x0.at[0].set(0.0).at[1].set(1.0)  # pixel bounds
-  y = jnp.argmax(probs_fn(x0)[0][0], -1)
-  run = jax.jit(lambda x, r: cbim_lib.cbim(probs_fn, x, y, eps=0.1, alpha=0.01, steps=40, rng=r,
-                                           dropout=0.5, loss=loss))
-  x = run(x0, jax.random.PRNGKey(1))
-  chex.assert_shape(x, x0.shape)
-  assert float(jnp.abs(x - x0).max()) <= 0.1 + 1e-6
-  assert float(x.min()) >= 0 and float(x.max()) <= 1
-  def best_wrong_m_e(z):
-    s, r = probs_fn(z)
-    m_e = (1 - r.mean(0)) * s.mean(0)
-    return jnp.take_along_axis(m_e, cbim_lib.best_wrong_class(m_e, y)[:, None], -1).mean()
-  assert float(best_wrong_m_e(x)) > float(best_wrong_m_e(x0))
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    w_surr = jax.random.normal(k1, (3, 16, 4)) * 2
+    w_ref = jax.random.normal(k2, (3, 16, 4)) * 2
+    probs_fn = _linear_probs_fn(w_surr, w_ref)
+    x0 = jax.random.uniform(k3, (8, 4, 4, 1))
+    x0 = x0.at[0].set(0.0).at[1].set(1.0)  # pixel bounds
+    y = jnp.argmax(probs_fn(x0)[0][0], -1)
+    run = jax.jit(
+        lambda x, r: cbim_lib.cbim(
+            probs_fn, x, y, eps=0.1, alpha=0.01, steps=40, rng=r, dropout=0.5, loss=loss
+        )
+    )
+    x = run(x0, jax.random.PRNGKey(1))
+    chex.assert_shape(x, x0.shape)
+    assert float(jnp.abs(x - x0).max()) <= 0.1 + 1e-6
+    assert float(x.min()) >= 0 and float(x.max()) <= 1
+
+    def best_wrong_m_e(z):
+        s, r = probs_fn(z)
+        m_e = (1 - r.mean(0)) * s.mean(0)
+        return jnp.take_along_axis(m_e, cbim_lib.best_wrong_class(m_e, y)[:, None], -1).mean()
+
+    assert float(best_wrong_m_e(x)) > float(best_wrong_m_e(x0))
 
 
 def test_cbim_dropout_uses_the_key():
-  w = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 3))
-  probs_fn = _linear_probs_fn(w, -w)
-  x0 = jax.random.uniform(jax.random.PRNGKey(1), (4, 4, 4, 1))
-  y = jnp.zeros(4, jnp.int32)
-  a = cbim_lib.cbim(probs_fn, x0, y, eps=0.2, steps=10, rng=jax.random.PRNGKey(0), dropout=0.5)
-  b = cbim_lib.cbim(probs_fn, x0, y, eps=0.2, steps=10, rng=jax.random.PRNGKey(0), dropout=0.5)
-  c = cbim_lib.cbim(probs_fn, x0, y, eps=0.2, steps=10, rng=jax.random.PRNGKey(5), dropout=0.5)
-  chex.assert_trees_all_close(a, b)
-  assert not np.allclose(a, c)
-  with pytest.raises(ValueError, match="unknown C-BIM loss"):
-    cbim_lib.cbim(probs_fn, x0, y, eps=0.1, loss="hinge")
+    w = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 3))
+    probs_fn = _linear_probs_fn(w, -w)
+    x0 = jax.random.uniform(jax.random.PRNGKey(1), (4, 4, 4, 1))
+    y = jnp.zeros(4, jnp.int32)
+    a = cbim_lib.cbim(probs_fn, x0, y, eps=0.2, steps=10, rng=jax.random.PRNGKey(0), dropout=0.5)
+    b = cbim_lib.cbim(probs_fn, x0, y, eps=0.2, steps=10, rng=jax.random.PRNGKey(0), dropout=0.5)
+    c = cbim_lib.cbim(probs_fn, x0, y, eps=0.2, steps=10, rng=jax.random.PRNGKey(5), dropout=0.5)
+    chex.assert_trees_all_close(a, b)
+    assert not np.allclose(a, c)
+    with pytest.raises(ValueError, match="unknown C-BIM loss"):
+        cbim_lib.cbim(probs_fn, x0, y, eps=0.1, loss="hinge")
 
 
 def _fp(keys, calib_counts):
-  n = len(keys)
-  return artifact.Fingerprint(
-      x=np.zeros((n, 8, 8, 1), np.uint8), original=np.zeros((n, 8, 8, 1), np.uint8),
-      keys=np.asarray(keys, np.int32), truth=np.zeros(n, np.int32), conferrability=np.ones(n, np.float32),
-      meta={"num_classes": 10, "input_shape": [8, 8, 1], "theta": 0.7,
-            "calibration": stats.calibrate(calib_counts, n)})
+    n = len(keys)
+    return artifact.Fingerprint(
+        x=np.zeros((n, 8, 8, 1), np.uint8),
+        original=np.zeros((n, 8, 8, 1), np.uint8),
+        keys=np.asarray(keys, np.int32),
+        truth=np.zeros(n, np.int32),
+        conferrability=np.ones(n, np.float32),
+        meta={
+            "num_classes": 10,
+            "input_shape": [8, 8, 1],
+            "theta": 0.7,
+            "calibration": stats.calibrate(calib_counts, n),
+        },
+    )
 
 
 def test_verify_labels_algorithm_1():
-  keys = np.arange(20) % 10
-  fp = _fp(keys, [2, 4, 3, 6])
-  same = fp_lib.verify_labels(fp, keys)
-  assert same["fingerprint_accuracy"] == 1.0 and same["verified"] and same["n_queries"] == 20
-  assert same["p_value"] < 1e-3
-  other = keys.copy()
-  other[:7] = (other[:7] + 1) % 10  # 13/20 = 0.65 < 0.7
-  res = fp_lib.verify_labels(fp, other)
-  assert res["fingerprint_accuracy"] == pytest.approx(0.65) and not res["verified"]
-  assert fp_lib.verify_labels(fp, other, theta=0.6)["verified"]
-  with pytest.raises(ValueError, match="expected 20 labels"):
-    fp_lib.verify_labels(fp, keys[:5])
+    keys = np.arange(20) % 10
+    fp = _fp(keys, [2, 4, 3, 6])
+    same = fp_lib.verify_labels(fp, keys)
+    assert same["fingerprint_accuracy"] == 1.0 and same["verified"] and same["n_queries"] == 20
+    assert same["p_value"] < 1e-3
+    other = keys.copy()
+    other[:7] = (other[:7] + 1) % 10  # 13/20 = 0.65 < 0.7
+    res = fp_lib.verify_labels(fp, other)
+    assert res["fingerprint_accuracy"] == pytest.approx(0.65) and not res["verified"]
+    assert fp_lib.verify_labels(fp, other, theta=0.6)["verified"]
+    with pytest.raises(ValueError, match="expected 20 labels"):
+        fp_lib.verify_labels(fp, keys[:5])
 
 
 def test_to_uint8_rounds_and_clips():
-  np.testing.assert_array_equal(fp_lib.to_uint8(np.array([-0.1, 0.0, 0.5, 1.0, 1.3])),
-                                [0, 0, 128, 255, 255])
+    np.testing.assert_array_equal(
+        fp_lib.to_uint8(np.array([-0.1, 0.0, 0.5, 1.0, 1.3])), [0, 0, 128, 255, 255]
+    )
 
 
 def test_parameter_hash_changes_with_any_weight():
-  v = {"params": {"a": np.zeros((2, 2), np.float32), "b": np.ones(3, np.float32)}}
-  h = fp_lib.parameter_hash(v)
-  v2 = {"params": {"a": np.zeros((2, 2), np.float32), "b": np.array([1, 1, 1.0001], np.float32)}}
-  assert fp_lib.parameter_hash(v2) != h and fp_lib.parameter_hash(v) == h
+    v = {"params": {"a": np.zeros((2, 2), np.float32), "b": np.ones(3, np.float32)}}
+    h = fp_lib.parameter_hash(v)
+    v2 = {"params": {"a": np.zeros((2, 2), np.float32), "b": np.array([1, 1, 1.0001], np.float32)}}
+    assert fp_lib.parameter_hash(v2) != h and fp_lib.parameter_hash(v) == h
 
 
 def test_cbim_python_loop_equals_fori_loop():
-  w = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 3))
-  probs_fn = _linear_probs_fn(w, -w)
-  x0 = jax.random.uniform(jax.random.PRNGKey(1), (4, 4, 4, 1))
-  y = jnp.zeros(4, jnp.int32)
-  kw = dict(eps=0.2, alpha=0.01, dropout=0.5, loss="linear")
-  key = jax.random.PRNGKey(3)
-  want = cbim_lib.cbim(probs_fn, x0, y, steps=7, rng=key, **kw)
-  x = x0
-  for i in range(7):
-    x = cbim_lib.cbim_step(probs_fn, x, x0, y, i, rng=key, **kw)
-  chex.assert_trees_all_close(x, want, atol=1e-6)
+    w = jax.random.normal(jax.random.PRNGKey(0), (4, 16, 3))
+    probs_fn = _linear_probs_fn(w, -w)
+    x0 = jax.random.uniform(jax.random.PRNGKey(1), (4, 4, 4, 1))
+    y = jnp.zeros(4, jnp.int32)
+    kw = dict(eps=0.2, alpha=0.01, dropout=0.5, loss="linear")
+    key = jax.random.PRNGKey(3)
+    want = cbim_lib.cbim(probs_fn, x0, y, steps=7, rng=key, **kw)
+    x = x0
+    for i in range(7):
+        x = cbim_lib.cbim_step(probs_fn, x, x0, y, i, rng=key, **kw)
+    chex.assert_trees_all_close(x, want, atol=1e-6)

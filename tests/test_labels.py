@@ -8,41 +8,50 @@ from fingerprinting import labels
 
 @pytest.fixture
 def logits():
-  return np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32) * 3
+    return np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32) * 3
 
 
 def test_ground_truth_and_hard_labels(logits):
-  y = np.arange(50) % 4
-  np.testing.assert_array_equal(labels.make_targets("ground_truth", y, num_classes=4).argmax(-1), y)
-  hard = labels.make_targets("source_hard", y, logits, num_classes=4)
-  np.testing.assert_array_equal(hard.argmax(-1), logits.argmax(-1))
-  assert set(np.unique(hard)) == {0.0, 1.0}
+    y = np.arange(50) % 4
+    np.testing.assert_array_equal(
+        labels.make_targets("ground_truth", y, num_classes=4).argmax(-1), y
+    )
+    hard = labels.make_targets("source_hard", y, logits, num_classes=4)
+    np.testing.assert_array_equal(hard.argmax(-1), logits.argmax(-1))
+    assert set(np.unique(hard)) == {0.0, 1.0}
 
 
-@pytest.mark.parametrize("name,kw", [("source_soft", {"temperature": 2.0}), ("jagielski", {"temperature": 0.5}),
-                                     ("noisy", {"noise": 0.3}), ("mixed_truth", {"truth_share": 0.2})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [
+        ("source_soft", {"temperature": 2.0}),
+        ("jagielski", {"temperature": 0.5}),
+        ("noisy", {"noise": 0.3}),
+        ("mixed_truth", {"truth_share": 0.2}),
+    ],
+)
 def test_every_source_gives_distributions(logits, name, kw):
-  t = labels.make_targets(name, np.zeros(50, int), logits, num_classes=4, **kw)
-  assert t.shape == (50, 4) and t.min() >= 0
-  np.testing.assert_allclose(t.sum(-1), 1.0, atol=1e-5)
+    t = labels.make_targets(name, np.zeros(50, int), logits, num_classes=4, **kw)
+    assert t.shape == (50, 4) and t.min() >= 0
+    np.testing.assert_allclose(t.sum(-1), 1.0, atol=1e-5)
 
 
 def test_temperature_softens(logits):
-  sharp = labels.make_targets("source_soft", None, logits, num_classes=4, temperature=1.0)
-  soft = labels.make_targets("source_soft", None, logits, num_classes=4, temperature=10.0)
-  assert soft.max(-1).mean() < sharp.max(-1).mean()
+    sharp = labels.make_targets("source_soft", None, logits, num_classes=4, temperature=1.0)
+    soft = labels.make_targets("source_soft", None, logits, num_classes=4, temperature=10.0)
+    assert soft.max(-1).mean() < sharp.max(-1).mean()
 
 
 def test_mixed_truth_share(logits):
-  y = (logits.argmax(-1) + 1) % 4  # truth always differs from the source
-  t = labels.make_targets("mixed_truth", y, logits, num_classes=4, truth_share=0.4)
-  assert (t.argmax(-1) == y).sum() == 20
-  full = labels.make_targets("mixed_truth", y, logits, num_classes=4, truth_share=1.0)
-  np.testing.assert_array_equal(full, labels.make_targets("ground_truth", y, num_classes=4))
+    y = (logits.argmax(-1) + 1) % 4  # truth always differs from the source
+    t = labels.make_targets("mixed_truth", y, logits, num_classes=4, truth_share=0.4)
+    assert (t.argmax(-1) == y).sum() == 20
+    full = labels.make_targets("mixed_truth", y, logits, num_classes=4, truth_share=1.0)
+    np.testing.assert_array_equal(full, labels.make_targets("ground_truth", y, num_classes=4))
 
 
 def test_errors(logits):
-  with pytest.raises(ValueError, match="unknown label source"):
-    labels.make_targets("oracle", None, logits, num_classes=4)
-  with pytest.raises(ValueError, match="needs the source"):
-    labels.make_targets("source_soft", np.zeros(3, int), num_classes=4)
+    with pytest.raises(ValueError, match="unknown label source"):
+        labels.make_targets("oracle", None, logits, num_classes=4)
+    with pytest.raises(ValueError, match="needs the source"):
+        labels.make_targets("source_soft", np.zeros(3, int), num_classes=4)

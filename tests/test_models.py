@@ -74,7 +74,9 @@ REAL_MODELS = {
     ),
     "mobilenetv2_tiny": (
         lambda: MobileNetV2(
-            NUM_CLASSES, width_multiplier=0.25, last_features=64,
+            NUM_CLASSES,
+            width_multiplier=0.25,
+            last_features=64,
             block_config=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 1, 2)),
         ),
         (SMALL, MNIST),
@@ -171,8 +173,10 @@ def _abstract_results(name: str) -> dict:
 
     def run(key):
         logits, variables = model.init_with_output(key, jnp.zeros((BATCH, *CIFAR)))
-        evals = {shape: model.apply(variables, jnp.zeros((BATCH, *shape)))
-                 for shape in ABSTRACT_EXTRA_SHAPES}
+        evals = {
+            shape: model.apply(variables, jnp.zeros((BATCH, *shape)))
+            for shape in ABSTRACT_EXTRA_SHAPES
+        }
         return {"variables": variables, "eval": {CIFAR: logits, **evals}}
 
     return jax.eval_shape(run, _key())
@@ -185,7 +189,12 @@ def _num_params(params) -> int:
 def test_registry_names():
     assert ARCHITECTURES == PAPER_ARCHITECTURES + CPU_ARCHITECTURES
     assert PAPER_ARCHITECTURES == (
-        "resnet20", "resnet56", "densenet", "vgg16", "vgg19", "mobilenetv2",
+        "resnet20",
+        "resnet56",
+        "densenet",
+        "vgg16",
+        "vgg19",
+        "mobilenetv2",
     )
     assert set(CPU_ARCHITECTURES) == {"cnn_small", "cnn_medium", "cnn_wide", "mlp"}
     assert len(set(ARCHITECTURES)) == len(ARCHITECTURES)
@@ -276,7 +285,9 @@ def test_head_is_applied_last():
     variables = _filled_variables(model, SMALL)
     bias = np.arange(NUM_CLASSES, dtype=np.float32)
     variables["params"]["head"] = {
-        "kernel": np.zeros_like(variables["params"]["head"]["kernel"]), "bias": bias}
+        "kernel": np.zeros_like(variables["params"]["head"]["kernel"]),
+        "bias": bias,
+    }
     logits = _compile_and_call(model.apply, variables, _inputs(SMALL))
     np.testing.assert_array_equal(logits, np.broadcast_to(bias, logits.shape))
 

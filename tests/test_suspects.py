@@ -7,51 +7,59 @@ from fingerprinting import suspects
 
 
 def test_labels_and_scores_are_accepted():
-  np.testing.assert_array_equal(suspects.answers_to_labels([2, 0, 1], 3, 3, "s"), [2, 0, 1])
-  scores = np.array([[0.1, 0.9], [0.8, 0.2]])
-  np.testing.assert_array_equal(suspects.answers_to_labels(scores, 2, 2, "s"), [1, 0])
-  np.testing.assert_array_equal(suspects.answers_to_labels(np.array([1.0, 0.0]), 2, 2, "s"), [1, 0])
+    np.testing.assert_array_equal(suspects.answers_to_labels([2, 0, 1], 3, 3, "s"), [2, 0, 1])
+    scores = np.array([[0.1, 0.9], [0.8, 0.2]])
+    np.testing.assert_array_equal(suspects.answers_to_labels(scores, 2, 2, "s"), [1, 0])
+    np.testing.assert_array_equal(
+        suspects.answers_to_labels(np.array([1.0, 0.0]), 2, 2, "s"), [1, 0]
+    )
 
 
-@pytest.mark.parametrize("answer,match", [
-    ([1, 2], "2 answers for 3 inputs"),
-    ([0, 1, 7], "out of range"),
-    ([0, -1, 1], "out of range"),
-    ([[np.nan, 1.0]] * 3, "NaN"),
-    ([[0.1, 0.2, 0.7]] * 3, "3 scores per input"),
-    (["a", "b", "c"], "not numeric"),
-    ([0.5, 1.0, 0.0], "not integers"),
-    (np.zeros((3, 2, 2)), "shape"),
-    ({"labels": [1, 2, 3]}, "not numeric"),
-])
+@pytest.mark.parametrize(
+    "answer,match",
+    [
+        ([1, 2], "2 answers for 3 inputs"),
+        ([0, 1, 7], "out of range"),
+        ([0, -1, 1], "out of range"),
+        ([[np.nan, 1.0]] * 3, "NaN"),
+        ([[0.1, 0.2, 0.7]] * 3, "3 scores per input"),
+        (["a", "b", "c"], "not numeric"),
+        ([0.5, 1.0, 0.0], "not integers"),
+        (np.zeros((3, 2, 2)), "shape"),
+        ({"labels": [1, 2, 3]}, "not numeric"),
+    ],
+)
 def test_garbage_is_refused(answer, match):
-  with pytest.raises(suspects.SuspectError, match=match):
-    suspects.answers_to_labels(answer, 3, 2, "s")
+    with pytest.raises(suspects.SuspectError, match=match):
+        suspects.answers_to_labels(answer, 3, 2, "s")
 
 
 def constant_model(x):
-  return np.full(len(x), 3)
+    return np.full(len(x), 3)
 
 
 def test_callable_suspect_batches():
-  s = suspects.load_suspect(f"{__name__}:constant_model")
-  s.num_classes = 10
-  assert s.protocol == "callable"
-  out = s.predict(np.zeros((600, 8, 8, 1), np.uint8), batch_size=256)
-  assert out.shape == (600,) and set(out) == {3}
+    s = suspects.load_suspect(f"{__name__}:constant_model")
+    s.num_classes = 10
+    assert s.protocol == "callable"
+    out = s.predict(np.zeros((600, 8, 8, 1), np.uint8), batch_size=256)
+    assert out.shape == (600,) and set(out) == {3}
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("no_such_module_xyz:f", "cannot import"),
-    (f"{__name__}:no_such_fn", "cannot import"),
-    (f"{__name__}:np", "not callable"),
-    ("/nonexistent/dir/model", "names no suspect"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("no_such_module_xyz:f", "cannot import"),
+        (f"{__name__}:no_such_fn", "cannot import"),
+        (f"{__name__}:np", "not callable"),
+        ("/nonexistent/dir/model", "names no suspect"),
+    ],
+)
 def test_bad_specs(spec, match):
-  with pytest.raises(suspects.SuspectError, match=match):
-    suspects.load_suspect(spec)
+    with pytest.raises(suspects.SuspectError, match=match):
+        suspects.load_suspect(spec)
 
 
 def test_checkpoint_spec_without_record(tmp_path):
-  with pytest.raises(suspects.SuspectError, match="not a model group"):
-    suspects.load_suspect(str(tmp_path))
+    with pytest.raises(suspects.SuspectError, match="not a model group"):
+        suspects.load_suspect(str(tmp_path))

@@ -13,128 +13,154 @@ from fingerprinting import training
 
 
 def _cfg(**kw):
-  c = ml_collections.ConfigDict(dict(
-      optimizer="adam", learning_rate=3e-3, weight_decay=0.0, schedule="cosine", batch_size=32,
-      augment_crop=0, augment_flip=False, chunk_steps=4))
-  c.update(kw)
-  return c
+    c = ml_collections.ConfigDict(
+        dict(
+            optimizer="adam",
+            learning_rate=3e-3,
+            weight_decay=0.0,
+            schedule="cosine",
+            batch_size=32,
+            augment_crop=0,
+            augment_flip=False,
+            chunk_steps=4,
+        )
+    )
+    c.update(kw)
+    return c
 
 
 @pytest.fixture(scope="module")
 def digits():
-  d = datasets.load_digits()
-  x = (d.images[:256] / 16.0).astype(np.float32)[..., None]
-  y = d.target[:256].astype(np.int32)
-  return x, np.eye(10, dtype=np.float32)[y], y
+    d = datasets.load_digits()
+    x = (d.images[:256] / 16.0).astype(np.float32)[..., None]
+    y = d.target[:256].astype(np.int32)
+    return x, np.eye(10, dtype=np.float32)[y], y
 
 
 def test_members_are_independent_of_group_size(digits):
-  x, t, _ = digits
-  model = models.get_model("cnn_small", 10)
-  kw = dict(cfg=_cfg(), epochs=1, rng=jax.random.PRNGKey(3), strategy="unroll")
-  two = training.train_group(model, x, t, size=2, **kw)
-  three = training.train_group(model, x, t, size=3, **kw)
-  for i in range(2):
-    chex.assert_trees_all_close(ensemble.member(two, i), ensemble.member(three, i), atol=1e-5)
-  assert not np.allclose(ensemble.member(three, 0)["params"]["head"]["kernel"],
-                         ensemble.member(three, 1)["params"]["head"]["kernel"])
+    x, t, _ = digits
+    model = models.get_model("cnn_small", 10)
+    kw = dict(cfg=_cfg(), epochs=1, rng=jax.random.PRNGKey(3), strategy="unroll")
+    two = training.train_group(model, x, t, size=2, **kw)
+    three = training.train_group(model, x, t, size=3, **kw)
+    for i in range(2):
+        chex.assert_trees_all_close(ensemble.member(two, i), ensemble.member(three, i), atol=1e-5)
+    assert not np.allclose(
+        ensemble.member(three, 0)["params"]["head"]["kernel"],
+        ensemble.member(three, 1)["params"]["head"]["kernel"],
+    )
 
 
 def test_strategies_and_loops_train_identically(digits):
-  x, t, _ = digits
-  model = models.get_model("cnn_medium", 10)  # BatchNorm statistics are stacked state too
-  kw = dict(size=2, epochs=1, rng=jax.random.PRNGKey(0))
-  aug = dict(augment_crop=1, augment_flip=True)
-  results = [training.train_group(model, x, t, strategy=s, cfg=_cfg(loop="python", **aug), **kw)
-             for s in ensemble.STRATEGIES]
-  results.append(training.train_group(model, x, t, strategy="unroll", cfg=_cfg(loop="fori", **aug), **kw))
-  for r in results[1:]:
-    chex.assert_trees_all_close(r, results[0], atol=2e-4, rtol=2e-4)
+    x, t, _ = digits
+    model = models.get_model("cnn_medium", 10)  # BatchNorm statistics are stacked state too
+    kw = dict(size=2, epochs=1, rng=jax.random.PRNGKey(0))
+    aug = dict(augment_crop=1, augment_flip=True)
+    results = [
+        training.train_group(model, x, t, strategy=s, cfg=_cfg(loop="python", **aug), **kw)
+        for s in ensemble.STRATEGIES
+    ]
+    results.append(
+        training.train_group(model, x, t, strategy="unroll", cfg=_cfg(loop="fori", **aug), **kw)
+    )
+    for r in results[1:]:
+        chex.assert_trees_all_close(r, results[0], atol=2e-4, rtol=2e-4)
 
 
 def test_stacked_step_equals_step_of_each_member(digits):
-  x, t, _ = digits
-  model = models.get_model("cnn_medium", 10)
-  cfg = _cfg()
-  tx = training.make_optimizer(cfg, 10, 1)
-  state = training.init_state(model, tx, jax.random.PRNGKey(0), 3, x.shape[1:])
-  xb = np.stack([x[:16], x[16:32], x[32:48]])
-  tb = np.stack([t[:16], t[16:32], t[32:48]])
-  keys = jax.random.split(jax.random.PRNGKey(1), 3)
-  step = lambda s, xx, tt, k: training.member_train_step(
-      s, xx, tt, k, model=model, tx=tx, temperature=1.0, crop=0, flip=False)
-  stacked, _ = jax.jit(ensemble.map_members(step, (0, 0, 0, 0), "unroll"))(state, xb, tb, keys)
-  for i in range(3):
-    alone, _ = step(ensemble.member(state, i), xb[i], tb[i], keys[i])
-    chex.assert_trees_all_close(ensemble.member(stacked, i), alone, atol=1e-4, rtol=1e-3)
+    x, t, _ = digits
+    model = models.get_model("cnn_medium", 10)
+    cfg = _cfg()
+    tx = training.make_optimizer(cfg, 10, 1)
+    state = training.init_state(model, tx, jax.random.PRNGKey(0), 3, x.shape[1:])
+    xb = np.stack([x[:16], x[16:32], x[32:48]])
+    tb = np.stack([t[:16], t[16:32], t[32:48]])
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    step = lambda s, xx, tt, k: training.member_train_step(
+        s, xx, tt, k, model=model, tx=tx, temperature=1.0, crop=0, flip=False
+    )
+    stacked, _ = jax.jit(ensemble.map_members(step, (0, 0, 0, 0), "unroll"))(state, xb, tb, keys)
+    for i in range(3):
+        alone, _ = step(ensemble.member(state, i), xb[i], tb[i], keys[i])
+        chex.assert_trees_all_close(ensemble.member(stacked, i), alone, atol=1e-4, rtol=1e-3)
 
 
 def test_learns_digits(digits):
-  x, t, y = digits
-  model = models.get_model("cnn_small", 10)
-  v = training.train_group(model, x, t, size=2, cfg=_cfg(), epochs=8, rng=jax.random.PRNGKey(0))
-  acc = training.accuracies(model, v, x, y, batch_size=100)
-  assert acc.shape == (2,) and acc.min() > 0.8
+    x, t, y = digits
+    model = models.get_model("cnn_small", 10)
+    v = training.train_group(model, x, t, size=2, cfg=_cfg(), epochs=8, rng=jax.random.PRNGKey(0))
+    acc = training.accuracies(model, v, x, y, batch_size=100)
+    assert acc.shape == (2,) and acc.min() > 0.8
 
 
 def test_resume_after_kill_equals_uninterrupted(digits, tmp_path, monkeypatch):
-  x, t, _ = digits
-  model = models.get_model("mlp", 10)
-  kw = dict(size=2, cfg=_cfg(), epochs=3, rng=jax.random.PRNGKey(0))
-  full = training.train_group(model, x, t, ckpt_dir=str(tmp_path / "a"), **kw)
+    x, t, _ = digits
+    model = models.get_model("mlp", 10)
+    kw = dict(size=2, cfg=_cfg(), epochs=3, rng=jax.random.PRNGKey(0))
+    full = training.train_group(model, x, t, ckpt_dir=str(tmp_path / "a"), **kw)
 
-  chunks, _ = training.plan_chunks(len(x), 32, 4)
-  calls = {"n": 0}
-  real_update = training.progress.Bar.update
+    chunks, _ = training.plan_chunks(len(x), 32, 4)
+    calls = {"n": 0}
+    real_update = training.progress.Bar.update
 
-  def dying_update(self, *a, **k):
-    calls["n"] += 1
-    if calls["n"] == 2 * chunks + 1:  # after the first chunk of epoch 3
-      raise KeyboardInterrupt
-    return real_update(self, *a, **k)
+    def dying_update(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2 * chunks + 1:  # after the first chunk of epoch 3
+            raise KeyboardInterrupt
+        return real_update(self, *a, **k)
 
-  monkeypatch.setattr(training.progress.Bar, "update", dying_update)
-  with pytest.raises(KeyboardInterrupt):
-    training.train_group(model, x, t, ckpt_dir=str(tmp_path / "b"), **kw)
-  monkeypatch.setattr(training.progress.Bar, "update", real_update)
-  resumed = training.train_group(model, x, t, ckpt_dir=str(tmp_path / "b"), **kw)
-  chex.assert_trees_all_close(resumed, full, atol=1e-6)
+    monkeypatch.setattr(training.progress.Bar, "update", dying_update)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_group(model, x, t, ckpt_dir=str(tmp_path / "b"), **kw)
+    monkeypatch.setattr(training.progress.Bar, "update", real_update)
+    resumed = training.train_group(model, x, t, ckpt_dir=str(tmp_path / "b"), **kw)
+    chex.assert_trees_all_close(resumed, full, atol=1e-6)
 
 
 def test_non_finite_loss_stops_with_the_group_named(digits):
-  x, t, _ = digits
-  t = t.copy()
-  t[5] = np.nan
-  with pytest.raises(training.NonFiniteLossError, match="bad-group.*non-finite loss in epoch 1"):
-    training.train_group(models.get_model("mlp", 10), x, t, size=1, cfg=_cfg(), epochs=1,
-                         rng=jax.random.PRNGKey(0), desc="bad-group")
+    x, t, _ = digits
+    t = t.copy()
+    t[5] = np.nan
+    with pytest.raises(training.NonFiniteLossError, match="bad-group.*non-finite loss in epoch 1"):
+        training.train_group(
+            models.get_model("mlp", 10),
+            x,
+            t,
+            size=1,
+            cfg=_cfg(),
+            epochs=1,
+            rng=jax.random.PRNGKey(0),
+            desc="bad-group",
+        )
 
 
 @pytest.mark.parametrize("loop", ensemble.LOOPS)
 def test_chunk_function_compiles_once(digits, loop):
-  x, t, _ = digits
-  model = models.get_model("mlp", 10)
-  cfg = _cfg()
-  tx = training.make_optimizer(cfg, 8, 2)
-  chunk = training.make_chunk_fn(model, tx, cfg, strategy="unroll", loop=loop)
-  state = training.init_state(model, tx, jax.random.PRNGKey(0), 2, x.shape[1:])
-  keys = jax.random.split(jax.random.PRNGKey(0), 2)
-  perm = training._permutations(keys, len(x))
-  for first in (0, 4, 8, 12):
-    state, _ = chunk(state, x, t, perm, keys, first, 4)
-  assert chunk.jitted._cache_size() == 1
+    x, t, _ = digits
+    model = models.get_model("mlp", 10)
+    cfg = _cfg()
+    tx = training.make_optimizer(cfg, 8, 2)
+    chunk = training.make_chunk_fn(model, tx, cfg, strategy="unroll", loop=loop)
+    state = training.init_state(model, tx, jax.random.PRNGKey(0), 2, x.shape[1:])
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    perm = training._permutations(keys, len(x))
+    for first in (0, 4, 8, 12):
+        state, _ = chunk(state, x, t, perm, keys, first, 4)
+    assert chunk.jitted._cache_size() == 1
 
 
 def test_augment_identity_and_shapes():
-  x = jax.random.uniform(jax.random.PRNGKey(0), (4, 8, 8, 1))
-  chex.assert_trees_all_close(training.augment(x, jax.random.PRNGKey(1), crop=0, flip=False), x)
-  out = training.augment(x, jax.random.PRNGKey(1), crop=2, flip=True)
-  chex.assert_shape(out, x.shape)
-  assert float(out.max()) <= 1.0 and float(out.min()) >= 0.0
+    x = jax.random.uniform(jax.random.PRNGKey(0), (4, 8, 8, 1))
+    chex.assert_trees_all_close(training.augment(x, jax.random.PRNGKey(1), crop=0, flip=False), x)
+    out = training.augment(x, jax.random.PRNGKey(1), crop=2, flip=True)
+    chex.assert_shape(out, x.shape)
+    assert float(out.max()) <= 1.0 and float(out.min()) >= 0.0
 
 
-@pytest.mark.parametrize("field,value,match", [("optimizer", "rmsprop", "unknown optimizer"),
-                                               ("schedule", "step", "unknown schedule")])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [("optimizer", "rmsprop", "unknown optimizer"), ("schedule", "step", "unknown schedule")],
+)
 def test_bad_optimizer_config(field, value, match):
-  with pytest.raises(ValueError, match=match):
-    training.make_optimizer(_cfg(**{field: value}), 10, 1)
+    with pytest.raises(ValueError, match=match):
+        training.make_optimizer(_cfg(**{field: value}), 10, 1)

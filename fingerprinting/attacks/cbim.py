@@ -29,58 +29,81 @@ _EPS = 1e-12
 
 
 def best_wrong_class(scores_BxK, y_B):
-  """The highest-scoring class other than the true label."""
-  masked = jnp.where(jax.nn.one_hot(y_B, scores_BxK.shape[-1]) > 0, -jnp.inf, scores_BxK)
-  return jnp.argmax(masked, -1)
+    """The highest-scoring class other than the true label."""
+    masked = jnp.where(jax.nn.one_hot(y_B, scores_BxK.shape[-1]) > 0, -jnp.inf, scores_BxK)
+    return jnp.argmax(masked, -1)
 
 
 def linear_loss(surr_BxK, ref_BxK, m_e_BxK, y_B, **_):
-  t = jax.lax.stop_gradient(best_wrong_class(m_e_BxK, y_B))
-  return -jnp.take_along_axis(m_e_BxK, t[:, None], -1).sum()  # Eq. 14
+    t = jax.lax.stop_gradient(best_wrong_class(m_e_BxK, y_B))
+    return -jnp.take_along_axis(m_e_BxK, t[:, None], -1).sum()  # Eq. 14
 
 
-def three_term_loss(surr_BxK, ref_BxK, m_e_BxK, y_B, *, source_BxK, source0_BxK,
-                    beta: float, gamma: float):
-  # max_t runs over the wrong classes: with t = y the term would reward inputs
-  # on which only the references change their mind, the opposite of the goal.
-  t = jax.lax.stop_gradient(best_wrong_class(m_e_BxK, y_B))
-  h_max = -jnp.log(jnp.take_along_axis(m_e_BxK, t[:, None], -1)[:, 0] + _EPS)
-  h_away = -(source0_BxK * jnp.log(source_BxK + _EPS)).sum(-1)
-  h_agree = -(source_BxK * jnp.log(surr_BxK + _EPS)).sum(-1)
-  return (h_max - beta * h_away + gamma * h_agree).sum()
+def three_term_loss(
+    surr_BxK, ref_BxK, m_e_BxK, y_B, *, source_BxK, source0_BxK, beta: float, gamma: float
+):
+    # max_t runs over the wrong classes: with t = y the term would reward inputs
+    # on which only the references change their mind, the opposite of the goal.
+    t = jax.lax.stop_gradient(best_wrong_class(m_e_BxK, y_B))
+    h_max = -jnp.log(jnp.take_along_axis(m_e_BxK, t[:, None], -1)[:, 0] + _EPS)
+    h_away = -(source0_BxK * jnp.log(source_BxK + _EPS)).sum(-1)
+    h_agree = -(source_BxK * jnp.log(surr_BxK + _EPS)).sum(-1)
+    return (h_max - beta * h_away + gamma * h_agree).sum()
 
 
-def cbim_loss(probs_fn: Callable, x0, y, *, dropout: float = 0.5, dropout_kind: str = "member",
-              loss: str = "linear", beta: float = 1.0, gamma: float = 1.0):
-  """loss_fn(x, key) of C-BIM for the sign-gradient loop."""
-  if loss not in LOSSES:
-    raise ValueError(f"unknown C-BIM loss {loss!r}; expected one of {', '.join(LOSSES)}")
-  source0 = jax.lax.stop_gradient(probs_fn(x0)[0][0]) if loss == "three_term" else None
+def cbim_loss(
+    probs_fn: Callable,
+    x0,
+    y,
+    *,
+    dropout: float = 0.5,
+    dropout_kind: str = "member",
+    loss: str = "linear",
+    beta: float = 1.0,
+    gamma: float = 1.0,
+):
+    """loss_fn(x, key) of C-BIM for the sign-gradient loop."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown C-BIM loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    source0 = jax.lax.stop_gradient(probs_fn(x0)[0][0]) if loss == "three_term" else None
 
-  def loss_fn(x, key):
-    surr_probs, ref_probs = probs_fn(x)
-    surr, ref, m_e = ensemble.compose(surr_probs, ref_probs, rng=key, dropout=dropout,
-                                      dropout_kind=dropout_kind)
-    if loss == "linear":
-      return linear_loss(surr, ref, m_e, y)
-    return three_term_loss(surr, ref, m_e, y, source_BxK=surr_probs[0], source0_BxK=source0,
-                           beta=beta, gamma=gamma)
-  return loss_fn
+    def loss_fn(x, key):
+        surr_probs, ref_probs = probs_fn(x)
+        surr, ref, m_e = ensemble.compose(
+            surr_probs, ref_probs, rng=key, dropout=dropout, dropout_kind=dropout_kind
+        )
+        if loss == "linear":
+            return linear_loss(surr, ref, m_e, y)
+        return three_term_loss(
+            surr, ref, m_e, y, source_BxK=surr_probs[0], source0_BxK=source0, beta=beta, gamma=gamma
+        )
+
+    return loss_fn
 
 
-def cbim(probs_fn: Callable, x0, y, *, eps: float, alpha: float = 0.01, steps: int = 100,
-         rng=None, **loss_kwargs):
-  """C-BIM from clean inputs x0 with true labels y; returns x' in the eps ball.
+def cbim(
+    probs_fn: Callable,
+    x0,
+    y,
+    *,
+    eps: float,
+    alpha: float = 0.01,
+    steps: int = 100,
+    rng=None,
+    **loss_kwargs,
+):
+    """C-BIM from clean inputs x0 with true labels y; returns x' in the eps ball.
 
-  `probs_fn(x) -> (surr_MxBxK, ref_MxBxK)`, member 0 of surr being the source;
-  `loss_kwargs` go to `cbim_loss` (dropout, dropout_kind, loss, beta, gamma).
-  """
-  loss_fn = cbim_loss(probs_fn, x0, y, **loss_kwargs)
-  return sign_gradient_descent(loss_fn, x0, eps=eps, alpha=alpha, steps=steps, rng=rng)
+    `probs_fn(x) -> (surr_MxBxK, ref_MxBxK)`, member 0 of surr being the source;
+    `loss_kwargs` go to `cbim_loss` (dropout, dropout_kind, loss, beta, gamma).
+    """
+    loss_fn = cbim_loss(probs_fn, x0, y, **loss_kwargs)
+    return sign_gradient_descent(loss_fn, x0, eps=eps, alpha=alpha, steps=steps, rng=rng)
 
 
-def cbim_step(probs_fn: Callable, x, x0, y, i, *, eps: float, alpha: float = 0.01, rng=None,
-              **loss_kwargs):
-  """Step i of `cbim`, for a loop driven from Python (equal results)."""
-  loss_fn = cbim_loss(probs_fn, x0, y, **loss_kwargs)
-  return descent_step(loss_fn, x, x0, i, eps=eps, alpha=alpha, norm="inf", rng=rng)
+def cbim_step(
+    probs_fn: Callable, x, x0, y, i, *, eps: float, alpha: float = 0.01, rng=None, **loss_kwargs
+):
+    """Step i of `cbim`, for a loop driven from Python (equal results)."""
+    loss_fn = cbim_loss(probs_fn, x0, y, **loss_kwargs)
+    return descent_step(loss_fn, x, x0, i, eps=eps, alpha=alpha, norm="inf", rng=rng)

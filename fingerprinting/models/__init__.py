@@ -58,7 +58,12 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 }
 
 PAPER_ARCHITECTURES: tuple[str, ...] = (
-    "resnet20", "resnet56", "densenet", "vgg16", "vgg19", "mobilenetv2",
+    "resnet20",
+    "resnet56",
+    "densenet",
+    "vgg16",
+    "vgg19",
+    "mobilenetv2",
 )
 CPU_ARCHITECTURES: tuple[str, ...] = ("cnn_small", "cnn_medium", "cnn_wide", "mlp")
 ARCHITECTURES: tuple[str, ...] = PAPER_ARCHITECTURES + CPU_ARCHITECTURES

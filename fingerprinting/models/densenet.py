@@ -32,11 +32,18 @@ class Bottleneck(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         y = nn.relu(batch_norm(train, self.dtype)(x))
-        y = nn.Conv(4 * self.growth_rate, (1, 1), use_bias=False, kernel_init=conv_init,
-                    dtype=self.dtype)(y)
+        y = nn.Conv(
+            4 * self.growth_rate, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype
+        )(y)
         y = nn.relu(batch_norm(train, self.dtype)(y))
-        y = nn.Conv(self.growth_rate, (3, 3), padding="SAME", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype)(y)
+        y = nn.Conv(
+            self.growth_rate,
+            (3, 3),
+            padding="SAME",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+        )(y)
         return jnp.concatenate([x, y], axis=-1)
 
 
@@ -47,8 +54,9 @@ class Transition(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = nn.relu(batch_norm(train, self.dtype)(x))
-        x = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=conv_init,
-                    dtype=self.dtype)(x)
+        x = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype)(
+            x
+        )
         return avg_pool_if_possible(x)
 
 
@@ -70,8 +78,14 @@ class DenseNet(nn.Module):
         layers_per_block = (self.depth - 4) // 6
 
         x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)
-        x = nn.Conv(2 * self.growth_rate, (3, 3), padding="SAME", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype)(x)
+        x = nn.Conv(
+            2 * self.growth_rate,
+            (3, 3),
+            padding="SAME",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+        )(x)
         for block in range(3):
             for _ in range(layers_per_block):
                 x = Bottleneck(self.growth_rate, dtype=self.dtype)(x, train)

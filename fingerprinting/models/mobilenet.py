@@ -52,15 +52,23 @@ class InvertedResidual(nn.Module):
 
         y = x
         if self.expansion != 1:
-            y = nn.Conv(hidden, (1, 1), use_bias=False, kernel_init=conv_init,
-                        dtype=self.dtype)(y)
+            y = nn.Conv(hidden, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype)(y)
             y = nn.relu6(batch_norm(train, self.dtype)(y))
-        y = nn.Conv(hidden, (3, 3), strides, padding="SAME", feature_group_count=hidden,
-                    use_bias=False, kernel_init=conv_init, dtype=self.dtype)(y)
+        y = nn.Conv(
+            hidden,
+            (3, 3),
+            strides,
+            padding="SAME",
+            feature_group_count=hidden,
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+        )(y)
         y = nn.relu6(batch_norm(train, self.dtype)(y))
         # Linear bottleneck: no activation after the projection.
-        y = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=conv_init,
-                    dtype=self.dtype)(y)
+        y = nn.Conv(self.features, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype)(
+            y
+        )
         y = batch_norm(train, self.dtype)(y)
 
         # The residual is decided by the block's nominal stride so the parameter
@@ -85,13 +93,20 @@ class MobileNetV2(nn.Module):
             return max(8, int(round(c * self.width_multiplier)))
 
         x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)
-        x = nn.Conv(width(32), (3, 3), padding="SAME", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype)(x)
+        x = nn.Conv(
+            width(32),
+            (3, 3),
+            padding="SAME",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+        )(x)
         x = nn.relu6(batch_norm(train, self.dtype)(x))
         for expansion, features, repeats, stride in self.block_config:
             for i in range(repeats):
-                x = InvertedResidual(width(features), expansion, stride if i == 0 else 1,
-                                     dtype=self.dtype)(x, train)
+                x = InvertedResidual(
+                    width(features), expansion, stride if i == 0 else 1, dtype=self.dtype
+                )(x, train)
         # As in the paper, the last conv is never narrowed below its nominal width.
         last = max(self.last_features, width(self.last_features))
         x = nn.Conv(last, (1, 1), use_bias=False, kernel_init=conv_init, dtype=self.dtype)(x)

@@ -35,11 +35,24 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         strides = down_strides(x) if self.downsample else (1, 1)
-        y = nn.Conv(self.features, (3, 3), strides, padding="SAME", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype)(x)
+        y = nn.Conv(
+            self.features,
+            (3, 3),
+            strides,
+            padding="SAME",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+        )(x)
         y = nn.relu(batch_norm(train, self.dtype)(y))
-        y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype)(y)
+        y = nn.Conv(
+            self.features,
+            (3, 3),
+            padding="SAME",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+        )(y)
         y = batch_norm(train, self.dtype)(y)
 
         shortcut = x[:, :: strides[0], :: strides[1], :]
@@ -70,13 +83,20 @@ class ResNet(nn.Module):
         blocks_per_stage = (self.depth - 2) // 6
 
         x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)
-        x = nn.Conv(self.stage_features[0], (3, 3), padding="SAME", use_bias=False,
-                    kernel_init=conv_init, dtype=self.dtype)(x)
+        x = nn.Conv(
+            self.stage_features[0],
+            (3, 3),
+            padding="SAME",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+        )(x)
         x = nn.relu(batch_norm(train, self.dtype)(x))
         for stage, features in enumerate(self.stage_features):
             for block in range(blocks_per_stage):
-                x = BasicBlock(features, downsample=(stage > 0 and block == 0),
-                               dtype=self.dtype)(x, train)
+                x = BasicBlock(features, downsample=(stage > 0 and block == 0), dtype=self.dtype)(
+                    x, train
+                )
         x = global_avg_pool(x)
         return classifier_head(x, self.num_classes, self.dtype)
 

@@ -47,8 +47,14 @@ class CNNSmall(nn.Module):
         del train  # No BatchNorm / dropout: train and eval are identical.
         x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)
         for features in self.features:
-            x = nn.Conv(features, (3, 3), down_strides(x), padding="SAME",
-                        kernel_init=conv_init, dtype=self.dtype)(x)
+            x = nn.Conv(
+                features,
+                (3, 3),
+                down_strides(x),
+                padding="SAME",
+                kernel_init=conv_init,
+                dtype=self.dtype,
+            )(x)
             x = nn.relu(x)
         x = nn.relu(nn.Dense(self.hidden, kernel_init=conv_init, dtype=self.dtype)(_flatten(x)))
         return classifier_head(x, self.num_classes, self.dtype)
@@ -69,8 +75,15 @@ class CNNMedium(nn.Module):
         x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)
         for features, stride in zip(self.features, self.strides, strict=True):
             strides = down_strides(x) if stride == 2 else (1, 1)
-            x = nn.Conv(features, (3, 3), strides, padding="SAME", use_bias=False,
-                        kernel_init=conv_init, dtype=self.dtype)(x)
+            x = nn.Conv(
+                features,
+                (3, 3),
+                strides,
+                padding="SAME",
+                use_bias=False,
+                kernel_init=conv_init,
+                dtype=self.dtype,
+            )(x)
             x = nn.relu(batch_norm(train, self.dtype)(x))
         x = global_avg_pool(x)
         return classifier_head(x, self.num_classes, self.dtype)
@@ -97,8 +110,9 @@ class CNNWide(nn.Module):
         k = (self.kernel_size, self.kernel_size)
         for i, features in enumerate(self.features):
             strides = down_strides(x) if i == 0 else (1, 1)
-            x = nn.Conv(features, k, strides, padding="SAME", kernel_init=conv_init,
-                        dtype=self.dtype)(x)
+            x = nn.Conv(
+                features, k, strides, padding="SAME", kernel_init=conv_init, dtype=self.dtype
+            )(x)
             x = max_pool_if_possible(nn.relu(x))
         return classifier_head(_flatten(x), self.num_classes, self.dtype)
 

@@ -27,10 +27,30 @@ from fingerprinting.models._layers import (
 
 # "M" marks a 2x2 max-pool.
 VGG_CONFIGS: dict[int, tuple[int | str, ...]] = {
-    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-         512, 512, 512, "M", 512, 512, 512, "M"),
-    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
-         512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+    16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    19: (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ),
 }
 
 
@@ -58,8 +78,14 @@ class VGG(nn.Module):
             if item == "M":
                 x = max_pool_if_possible(x)
             else:
-                x = nn.Conv(item, (3, 3), padding="SAME", use_bias=False,
-                            kernel_init=conv_init, dtype=self.dtype)(x)
+                x = nn.Conv(
+                    item,
+                    (3, 3),
+                    padding="SAME",
+                    use_bias=False,
+                    kernel_init=conv_init,
+                    dtype=self.dtype,
+                )(x)
                 x = nn.relu(batch_norm(train, self.dtype)(x))
         x = global_avg_pool(x)
         return classifier_head(x, self.num_classes, self.dtype)
