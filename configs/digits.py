@@ -11,6 +11,7 @@ from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
+    config_lib.check_arg(arg, ("smoke",))
     c = config_lib.base()
     c.data.name = "digits"
     # The demo's budget (a few minutes on 2 cores): digits models converge in

@@ -5,13 +5,15 @@
 Offline it reads the standard IDX files from `--config.data.dir`, by default
 Debian's `dataset-fashion-mnist` location (/usr/share/datasets/fashion-mnist);
 online it falls back to tensorflow-datasets. 20,000 images per party, 5,000
-test images; 29 models.
+test images; 29 models. `:smoke` shrinks it to a seconds-long wiring check
+(pass `--config.data.d1_size=` and the others for tiny data).
 """
 
 from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
+    config_lib.check_arg(arg, ("smoke",))
     c = config_lib.base()
     c.data.update(dict(name="fashion_mnist", d1_size=20_000, d2_size=20_000, test_size=5_000))
     c.train.update(

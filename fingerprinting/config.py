@@ -11,6 +11,14 @@ from __future__ import annotations
 import ml_collections
 
 
+def check_arg(arg, allowed: tuple[str, ...]) -> None:
+    """Refuses a config argument the file does not know (a typo must not start a full run)."""
+    if arg not in (None, "", *allowed):
+        raise ValueError(
+            f"unknown config argument {arg!r}; expected none or one of {', '.join(allowed)}"
+        )
+
+
 def base() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
