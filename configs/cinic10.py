@@ -7,21 +7,13 @@ architectures (the paper trained 44 surrogates and 28 references).
         --config.data.dir=/path/to/CINIC-10 --workdir=runs/cinic10
 
 `--config.data.dir` is the official release directory (train/ valid/ test/,
-a folder per class). Needs a GPU. `:tiny` shrinks the zoo and the steps to a wiring
-check; on tiny data also pass `--config.data.d1_size=` (and d2, test). Expected cost on one
-H200-class GPU: about 3 GPU-hours (1-5) for training, minutes for extraction and
-evaluation. This is an estimate from the models' FLOP counts at 10-25
-TFLOP/s achieved, not a measurement; `launch/gpu_benchmark.sh` measures the
-throughput that would replace it.
+a folder per class). Cost on one H200-class GPU: about 3 GPU-hours for training, minutes for the
+rest (an estimate from FLOP counts, see README.md). `:tiny` is a wiring check
+(see `config.tiny_paper`).
 """
 
 from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
-    config_lib.check_arg(arg, ("tiny",))
-    c = config_lib.paper(config_lib.base())
-    c.data.update(dict(name="cinic10", d1_size=85_000, d2_size=95_000, test_size=90_000))
-    if arg == "tiny":
-        config_lib.tiny_paper(c)
-    return c
+    return config_lib.paper_config("cinic10", (85_000, 95_000, 90_000), arg)

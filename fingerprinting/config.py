@@ -163,9 +163,18 @@ def paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+def paper_config(name: str, sizes: tuple[int, int, int], arg: str | None):
+    """A paper config for one data set: party sizes D1, D2, test; `arg` 'tiny' shrinks it."""
+    check_arg(arg, ("tiny",))
+    c = paper(base())
+    c.data.update(dict(name=name, d1_size=sizes[0], d2_size=sizes[1], test_size=sizes[2]))
+    return tiny_paper(c) if arg == "tiny" else c
+
+
 def tiny_paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A paper config shrunk to test its wiring on tiny data: every architecture
-    once, one epoch, a few attack steps."""
+    """A paper config shrunk to a wiring check: every architecture once, one
+    epoch, a few attack steps. The party sizes stay: on tiny data, also pass
+    `--config.data.d1_size=`, `d2_size` and `test_size`."""
     mix = PAPER_MIX.format(a=1, b=1)
     c.models.training_surrogates = c.models.training_references = mix
     c.models.testing_surrogates = c.models.testing_references = "resnet20:1"
