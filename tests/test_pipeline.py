@@ -1,0 +1,44 @@
+"""The work directory's config pin and config validation."""
+
+import json
+import os
+
+import pytest
+
+from fingerprinting import config as config_lib
+from fingerprinting import pipeline
+
+
+def test_pin_refuses_result_changes_and_allows_speed_changes(tmp_path):
+    wd = str(tmp_path)
+    c = config_lib.base()
+    pipeline.pin_config(c, wd)
+    speed = config_lib.base()
+    speed.train.loop, speed.models.strategy, speed.extract.steps = "fori", "vmap", 7
+    pipeline.pin_config(speed, wd)  # speed knobs and later stages may change
+    assert json.load(open(os.path.join(wd, "config.json")))["extract"]["steps"] == 7
+    other = config_lib.base()
+    other.train.learning_rate = 0.5
+    with pytest.raises(pipeline.WorkdirError, match="train.learning_rate: 0.002 -> 0.5"):
+        pipeline.pin_config(other, wd)
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("extract.tau", 1.2, "extract.tau = 1.2 is out of range"),
+        ("extract.dropout", 1.0, "extract.dropout"),
+        ("verify.theta", 0.0, "verify.theta"),
+        ("train.loop", "threads", "unknown loop"),
+        ("models.strategy", "pmap", "unknown member strategy"),
+        ("models.surrogate_labels", "oracle", "unknown label source"),
+        ("models.training_references", "lenet:2", "unknown architecture 'lenet'"),
+        ("models.calibration_data", "d3", "calibration_data"),
+    ],
+)
+def test_validate_names_the_bad_field(field, value, match):
+    c = config_lib.base()
+    section, name = field.split(".")
+    setattr(getattr(c, section), name, value)
+    with pytest.raises(ValueError, match=match):
+        pipeline.validate(c)
