@@ -33,7 +33,9 @@ KIND_COLORS = {
 
 
 def _fmt_p(p) -> str:
-    return "-" if p is None else f"{p:.2g}"
+    if p is None:
+        return "-"
+    return "<1e-300" if p == 0 else f"{p:.2g}"  # 0 is an underflow, not a certainty
 
 
 def verdict_table(rows: list[dict]) -> str:
