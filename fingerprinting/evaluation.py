@@ -108,20 +108,18 @@ def attack_examples(zoo, config, method: str, x0, y, eps: float) -> np.ndarray:
 
 def score_method(zoo, x_uint8, truth) -> dict:
     """Table 1 figures on the testing models, over the successful examples."""
-    x = x_uint8.astype(np.float32) / 255.0
-    target = fp_lib.labels_of([zoo.source()], x, zoo.strategy)[0]
-    ok = target != truth
-    surr = fp_lib.labels_of(zoo.get("testing_surrogate"), x, zoo.strategy)
-    refs = fp_lib.labels_of(zoo.get("testing_reference"), x, zoo.strategy)
-    transfer = fp_lib.transferability(refs, target)
-    confer = fp_lib.conferrability(surr, refs, target)
+    scored = fp_lib.score_examples(
+        zoo, x_uint8, truth, surrogates="testing_surrogate", references="testing_reference"
+    )
+    ok, target = scored["adversarial"], scored["keys"]
+    confer = scored["conferrability"]
     mean = lambda v: float(v[ok].mean()) if ok.any() else 0.0
     return {
         "success_rate": float(ok.mean()),
-        "transferability": mean(transfer),
+        "transferability": mean(fp_lib.transferability(scored["reference_labels"], target)),
         "conferrability": mean(confer),
         "per_example_conferrability": confer[ok].round(4).tolist(),
-        "surrogate_transfer": mean(fp_lib.transferability(surr, target)),
+        "surrogate_transfer": mean(fp_lib.transferability(scored["surrogate_labels"], target)),
     }
 
 
@@ -131,8 +129,7 @@ def table1(zoo, config, workdir: str) -> list[dict]:
     rows = files.read_jsonl(path)
     done = {(r["method"], r["eps"]) for r in rows}
     d1 = zoo.splits.d1
-    src_labels = fp_lib.labels_of([zoo.source()], d1.x, zoo.strategy)[0]
-    idx = fp_lib.pick_candidates(src_labels, d1.y, config.evaluate.table1_points, config.seed + 1)
+    idx = fp_lib.source_correct_candidates(zoo, config.evaluate.table1_points, config.seed + 1)
     base_eps = config.evaluate.table1_eps or config.extract.eps
     sweep = sorted(set(parse_floats(config.evaluate.eps_sweep)) | {base_eps})
     for eps in sweep:

@@ -164,25 +164,36 @@ def run_cbim(zoo, x0, y, ecfg, seed: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def score_examples(zoo, x_uint8, truth) -> dict:
-    """Keys, conferrability on the training models, and agreement of everyone else."""
+def score_examples(
+    zoo, x_uint8, truth, surrogates="training_surrogate", references="training_reference"
+) -> dict:
+    """The source's labels (keys) on x, the labels of the given surrogates and
+    references, conferrability on them (Eq. 10), and which x are adversarial."""
     x = x_uint8.astype(np.float32) / 255.0
     keys = labels_of([zoo.source()], x, zoo.strategy)[0]
-    surr = labels_of(zoo.get("training_surrogate"), x, zoo.strategy)
-    refs = labels_of(zoo.get("training_reference"), x, zoo.strategy)
+    surr = labels_of(zoo.get(surrogates), x, zoo.strategy)
+    refs = labels_of(zoo.get(references), x, zoo.strategy)
     return {
         "keys": keys,
+        "surrogate_labels": surr,
+        "reference_labels": refs,
         "conferrability": conferrability(surr, refs, keys),
         "adversarial": keys != np.asarray(truth),
     }
+
+
+def source_correct_candidates(zoo, count: int, seed: int) -> np.ndarray:
+    """Indices into D1 of up to `count` inputs the source classifies correctly
+    (Alg. 2, line 5); reuses the source's logits the zoo already computed."""
+    d1 = zoo.splits.d1
+    return pick_candidates(zoo.source_logits("d1").argmax(-1), d1.y, count, seed)
 
 
 def extract(zoo, config) -> artifact.Fingerprint:
     """Algorithm 2 on a trained zoo; returns the fingerprint (not yet saved)."""
     ecfg, start = config.extract, time.time()
     d1 = zoo.splits.d1
-    src_labels = labels_of([zoo.source()], d1.x, zoo.strategy)[0]
-    idx = pick_candidates(src_labels, d1.y, ecfg.num_candidates, config.seed)
+    idx = source_correct_candidates(zoo, ecfg.num_candidates, config.seed)
     progress.log(f"extract: {len(idx)} candidates the source classifies correctly")
     x_adv = to_uint8(run_cbim(zoo, d1.x[idx], d1.y[idx], ecfg, config.seed))
     scored = score_examples(zoo, x_adv, d1.y[idx])
