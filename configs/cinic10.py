@@ -4,16 +4,20 @@ measure accuracy. ResNet-20 source; surrogates and references across six
 architectures (the paper trained 44 surrogates and 28 references).
 
     python -m fingerprinting.evaluate --config=configs/cinic10.py \
-        --config.data.dir=/path/to/CINIC-10 --workdir=runs/cinic10
+        --config.data.dir=/path/to/CINIC-10 \
+        --config.removal.knockoff_dir=/path/to/Imagenet32 --workdir=runs/cinic10
 
 `--config.data.dir` is the official release directory (train/ valid/ test/,
 a folder per class). Cost on one H200-class GPU: about 3 GPU-hours for training, minutes for the
 rest (an estimate from FLOP counts, see README.md). `:tiny` is a wiring check
 (see `config.tiny_paper`).
+
+The Knockoff attack queries ImageNet32 (the npz batches), the paper's
+transfer set; without them, leave `knockoff` out of `--config.removal.attacks`.
 """
 
 from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
-    return config_lib.paper_config("cinic10", (85_000, 95_000, 90_000), arg)
+    return config_lib.paper_config("cinic10", (85_000, 95_000, 90_000), arg, knockoff="imagenet32")

@@ -9,10 +9,13 @@ references across six architectures (the paper trained 14 and 15).
 val_data.npz). Cost on one H200-class GPU: about 2 GPU-hours for training, minutes for the
 rest (an estimate from FLOP counts, see README.md). `:tiny` is a wiring check
 (see `config.tiny_paper`).
+
+The Knockoff attack queries CIFAR-10 through tensorflow-datasets
+(`--config.removal.knockoff_dir`: its TFDS data dir; empty: the default).
 """
 
 from fingerprinting import config as config_lib
 
 
 def get_config(arg: str | None = None):
-    return config_lib.paper_config("imagenet32", (64_000, 64_000, 5_000), arg)
+    return config_lib.paper_config("imagenet32", (64_000, 64_000, 5_000), arg, knockoff="cifar10")

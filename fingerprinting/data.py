@@ -7,7 +7,9 @@ the official npz batches) and cutting them, deterministically for a seed,
 into the defender's data D1, the adversary's data D2 (disjoint from D1) and
 a test split. Everything downstream receives float32 NHWC images in [0, 1]
 and int32 labels; every user-facing failure is a `DataError` that says what
-was expected and where.
+was expected and where. `load_transfer` draws a Knockoff transfer set: images
+of another data set, or patches of scikit-learn's two bundled photographs,
+resized to the attacked model's input.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ class Splits:
 
 
 DATASETS: tuple[str, ...] = ("digits", "fashion_mnist", "cifar10", "cinic10", "imagenet32")
+# Knockoff transfer sets: any data set, or patches of scikit-learn's sample photographs.
+TRANSFER_SETS: tuple[str, ...] = DATASETS + ("sample_images",)
+# Data sets that only exist in a directory the user names.
+NEEDS_DIR: tuple[str, ...] = ("cinic10", "imagenet32")
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
@@ -774,3 +780,45 @@ def load_splits(config) -> Splits:
         test=test,
         class_names=tuple(raw.names),
     )
+
+
+# ---------------------------------------------------------- transfer sets --
+
+
+def _sample_image_patches(n: int, side: int, seed: int) -> np.ndarray:
+    """n square crops of random size and place from scikit-learn's two bundled
+    photographs (427x640 RGB), each resized to side x side: float32 [n, s, s, 3]."""
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
+    photos = datasets.load_sample_images().images
+    rng = np.random.default_rng(seed)
+    short = min(min(p.shape[:2]) for p in photos)
+    lo, hi = max(side, short // 16), max(side, short // 2)
+    out = np.empty((n, side, side, 3), np.float32)
+    for i in range(n):
+        photo = photos[rng.integers(len(photos))]
+        s = int(rng.integers(lo, hi + 1))
+        top = int(rng.integers(photo.shape[0] - s + 1))
+        left = int(rng.integers(photo.shape[1] - s + 1))
+        crop = Image.fromarray(photo[top : top + s, left : left + s])
+        out[i] = np.asarray(crop.resize((side, side), Image.BILINEAR), np.float32) / 255.0
+    return out
+
+
+def load_transfer(name: str, data_dir: str | None, input_shape, size: int, seed: int) -> np.ndarray:
+    """`size` images drawn at random (seeded) from the pool of data set `name`,
+    or cut from the sample photographs, resized and recoloured to `input_shape`
+    (H, W, C with H == W): float32 [size, H, W, C] in [0, 1]."""
+    side, channels = int(input_shape[0]), int(input_shape[2])
+    if name == "sample_images":
+        return _channels(_sample_image_patches(size, side, seed), channels)
+    if name not in TRANSFER_SETS:
+        raise DataError(f"Unknown transfer set {name!r}; known: {', '.join(TRANSFER_SETS)}.")
+    raw = _read(name, data_dir)
+    if size > len(raw.pool_y):
+        raise DataError(
+            f"{name}: {size} transfer images asked for, but its pool has only {len(raw.pool_y)}."
+        )
+    idx = np.random.default_rng(seed).permutation(len(raw.pool_y))[:size]
+    return _adapt(_to_split(raw.pool_x[idx], raw.pool_y[idx], raw.scale), side, channels).x

@@ -1,11 +1,13 @@
 """Stacked multi-model training and evaluation.
 
 One jitted step trains every member of a group at once, each with its own
-initialization, data order and augmentation. The step is written for one
-member and vectorized by `ensemble.map_members`; an epoch runs as a few
-`lax.scan` chunks so a person sees progress without paying Python dispatch
-per step. A group's state is checkpointed with Orbax after every epoch, and
-`train_group` resumes from the last checkpoint it finds.
+initialization, data order and augmentation, and optionally its own targets
+(a sweep over label noise), its own part of the data (an ensemble on disjoint
+subsets) and its own mask of what may change (frozen layers, pruned weights).
+The step is written for one member and vectorized by `ensemble.map_members`;
+an epoch runs as a few `lax.scan` chunks so a person sees progress without
+paying Python dispatch per step. A group's state is checkpointed with Orbax
+after every epoch, and `train_group` resumes from the last checkpoint it finds.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from fingerprinting import ensemble
+from fingerprinting import faults
 from fingerprinting import progress
 
 
@@ -107,18 +110,20 @@ def member_train_step(
     x,
     targets_BxK,
     rng,
+    trainable=None,
     *,
     model,
     tx,
     temperature: float,
     crop: int,
     flip: bool,
-    trainable=None,
 ):
     """One optimizer step of ONE member on soft targets (cross-entropy, Eq. 2).
 
-    `trainable` (a pytree of bools shaped like params, or None for all) freezes
-    the rest: their gradients are zeroed, which fine-tuning attacks use.
+    `trainable` (None: everything) is a bool mask shaped like the member's
+    variables ({'params': ..., 'batch_stats': ...}); what it marks False keeps
+    its value, which fine-tuning attacks (frozen layers) and pruning (zeroed
+    weights) use.
     """
     x = augment(x, rng, crop=crop, flip=flip)
 
@@ -129,21 +134,25 @@ def member_train_step(
         return loss, (logits, updates)
 
     (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    batch_stats = updates.get("batch_stats", state.batch_stats)
     if trainable is not None:
-        grads = jax.tree_util.tree_map(lambda g, t: g * t, grads, trainable)
+        grads = jax.tree_util.tree_map(lambda g, t: g * t, grads, trainable["params"])
     updates_p, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates_p)
     if trainable is not None:  # weight decay and momentum must not move frozen weights either
-        params = jax.tree_util.tree_map(
-            lambda new, old, t: jnp.where(t, new, old), params, state.params, trainable
-        )
-    batch_stats = updates.get("batch_stats", state.batch_stats)
+        keep = lambda new, old, t: jnp.where(t, new, old)
+        params = jax.tree_util.tree_map(keep, params, state.params, trainable["params"])
+        if batch_stats:
+            batch_stats = jax.tree_util.tree_map(
+                keep, batch_stats, state.batch_stats, trainable["batch_stats"]
+            )
     acc = jnp.mean(jnp.argmax(logits, -1) == jnp.argmax(targets_BxK, -1))
     return TrainState(params, batch_stats, opt_state), {"loss": loss, "accuracy": acc}
 
 
-def make_vec_train_step(model, tx, cfg, *, strategy=None, temperature=1.0, trainable=None):
-    """`vec_train_step(state, x_MxB.., targets_MxBxK, keys_M)`: one step of every member."""
+def make_vec_train_step(model, tx, cfg, *, strategy=None, temperature=1.0):
+    """`vec_train_step(state, x_MxB.., targets_MxBxK, keys_M, trainable_M=None)`: one
+    step of every member."""
     step = functools.partial(
         member_train_step,
         model=model,
@@ -151,33 +160,51 @@ def make_vec_train_step(model, tx, cfg, *, strategy=None, temperature=1.0, train
         temperature=temperature,
         crop=cfg.augment_crop,
         flip=cfg.augment_flip,
-        trainable=trainable,
     )
-    return ensemble.map_members(step, (0, 0, 0, 0), strategy)
+    return ensemble.map_members(step, (0, 0, 0, 0, 0), strategy)
 
 
-def make_chunk_fn(model, tx, cfg, *, strategy=None, temperature=1.0, trainable=None, loop=None):
-    """`chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first, length) -> (state, metrics)`:
-    `length` steps of every member, batch i of member m being perm[m, i*B:(i+1)*B]
-    (wrapping around the permutation). With loop 'fori' the steps run in one
+def expand_mask(trainable, variables):
+    """A mask of what training may change, as a prefix of the stacked `variables`
+    (e.g. {'params': {'head': True, ...}, 'batch_stats': False}), broadcast to
+    one bool array per leaf. A leaf of the mask is a bool, an array shaped like
+    one member's leaf (shared), or one with the member axis (per member)."""
+    variables = {"batch_stats": {}, **variables}  # a model without BatchNorm has none
+    return jax.tree_util.tree_map(
+        lambda t, sub: jax.tree_util.tree_map(
+            lambda leaf: jnp.broadcast_to(jnp.asarray(t, bool), leaf.shape), sub
+        ),
+        {"batch_stats": True, **trainable},
+        variables,
+    )
+
+
+def make_chunk_fn(model, tx, cfg, *, strategy=None, temperature=1.0, loop=None):
+    """`chunk(state, x_N, targets, perm_MxN, keys_M, first, length, trainable=None) ->
+    (state, metrics)`: `length` steps of every member, batch i of member m being
+    perm[m, i*B:(i+1)*B] (wrapping around the permutation). `targets` is one
+    [N, K] array for every member or [M, N, K], one per member; `trainable` is
+    None or a mask from `expand_mask`. With loop 'fori' the steps run in one
     jitted `lax.scan`; with 'python' one jitted step is called per step (see
     `ensemble.resolve_loop`). `chunk.jitted` is the compiled function.
     """
-    vec_train_step = make_vec_train_step(
-        model, tx, cfg, strategy=strategy, temperature=temperature, trainable=trainable
-    )
+    vec_train_step = make_vec_train_step(model, tx, cfg, strategy=strategy, temperature=temperature)
     batch = cfg.batch_size
 
-    def step(state, x_N, targets_NxK, perm_MxN, keys_M, i):
+    def step(state, x_N, targets, perm_MxN, keys_M, i, trainable):
         pos = i * batch + jnp.arange(batch)
         idx_MxB = perm_MxN[:, pos % perm_MxN.shape[1]]
+        if targets.ndim == 3:  # one set of targets per member
+            targets_MxBxK = jnp.take_along_axis(targets, idx_MxB[..., None], axis=1)
+        else:
+            targets_MxBxK = targets[idx_MxB]
         rngs = jax.vmap(jax.random.fold_in, (0, None))(keys_M, i)
-        return vec_train_step(state, x_N[idx_MxB], targets_NxK[idx_MxB], rngs)
+        return vec_train_step(state, x_N[idx_MxB], targets_MxBxK, rngs, trainable)
 
     if ensemble.resolve_loop(loop) == "fori":
 
-        def scanned(state, x_N, targets_NxK, perm_MxN, keys_M, first, length):
-            body = lambda s, i: step(s, x_N, targets_NxK, perm_MxN, keys_M, first + i)
+        def scanned(state, x_N, targets, perm_MxN, keys_M, first, length, trainable=None):
+            body = lambda s, i: step(s, x_N, targets, perm_MxN, keys_M, first + i, trainable)
             state, metrics = jax.lax.scan(body, state, jnp.arange(length))
             return state, jax.tree_util.tree_map(lambda m: m.mean(0), metrics)
 
@@ -187,10 +214,10 @@ def make_chunk_fn(model, tx, cfg, *, strategy=None, temperature=1.0, trainable=N
 
     jitted = jax.jit(step, donate_argnums=(0,))
 
-    def chunk(state, x_N, targets_NxK, perm_MxN, keys_M, first, length):
+    def chunk(state, x_N, targets, perm_MxN, keys_M, first, length, trainable=None):
         metrics = []
         for i in range(first, first + length):
-            state, m = jitted(state, x_N, targets_NxK, perm_MxN, keys_M, i)
+            state, m = jitted(state, x_N, targets, perm_MxN, keys_M, i, trainable)
             metrics.append(m)
         return state, jax.tree_util.tree_map(lambda *m: jnp.stack(m).mean(0), *metrics)
 
@@ -222,7 +249,7 @@ def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
 def train_group(
     model,
     x_N,
-    targets_NxK,
+    targets,
     *,
     size: int,
     cfg,
@@ -233,28 +260,40 @@ def train_group(
     temperature: float = 1.0,
     init=None,
     trainable=None,
+    subsets=None,
     desc: str = "train",
 ) -> dict:
     """Trains `size` members of one architecture; returns their stacked variables.
 
+    `targets` is [N, K], shared, or [size, N, K], one set per member (variants
+    of a sweep that differ only in their labels). `subsets` ([size, n] indices
+    into x_N, or None for all of it) gives each member its own part of the
+    data. `trainable` masks what may change (see `expand_mask`; None: all).
     Resumes from the newest checkpoint in `ckpt_dir` when there is one, else
     starts from `init` (stacked variables, e.g. a copy of the source for
     fine-tuning) or from scratch. Every member m draws its init, data order and
     augmentation from `fold_in(rng, m)`.
     """
     x_N = jnp.asarray(x_N)
-    targets_NxK = jnp.asarray(targets_NxK, jnp.float32)
-    n = x_N.shape[0]
+    targets = jnp.asarray(targets, jnp.float32)
+    if targets.ndim == 3 and targets.shape[0] != size:
+        raise ValueError(f"{desc}: targets for {targets.shape[0]} members, the group has {size}")
+    n = x_N.shape[0] if subsets is None else np.shape(subsets)[1]
     chunks, chunk_len = plan_chunks(n, cfg.batch_size, cfg.chunk_steps)
     tx = make_optimizer(cfg, chunks * chunk_len, epochs)
     member_keys = jax.vmap(lambda m: jax.random.fold_in(rng, m))(jnp.arange(size))
-    state = init_state(model, tx, jax.random.fold_in(rng, 10_000), size, x_N.shape[1:])
-    if init is not None:
-        state = state.replace(
+    if init is None:
+        state = init_state(model, tx, jax.random.fold_in(rng, 10_000), size, x_N.shape[1:])
+    else:
+        # A fresh, uncommitted copy: the step donates its state, and committed
+        # arrays (an Orbax restore) would make it compile twice.
+        init = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), init)
+        state = TrainState(
             params=init["params"],
             batch_stats=init.get("batch_stats", {}),
             opt_state=jax.vmap(tx.init)(init["params"]),
         )
+    mask = None if trainable is None else expand_mask(trainable, variables_of(state))
     manager = _checkpoint_manager(ckpt_dir) if ckpt_dir else None
     start = 0
     if manager is not None and manager.latest_step() is not None:
@@ -262,36 +301,41 @@ def train_group(
         state = manager.restore(start, args=ocp.args.StandardRestore(state))
         progress.log(f"{desc}: resuming from the checkpoint of epoch {start}/{epochs}")
     chunk = make_chunk_fn(
-        model,
-        tx,
-        cfg,
-        strategy=strategy,
-        temperature=temperature,
-        trainable=trainable,
-        loop=cfg.get("loop"),
+        model, tx, cfg, strategy=strategy, temperature=temperature, loop=cfg.get("loop")
     )
     bar = progress.Bar(desc, total=(epochs - start) * chunks, unit="chunk")
     last_save = time.time()
     for epoch in range(start, epochs):
         epoch_keys = jax.vmap(jax.random.fold_in, (0, None))(member_keys, epoch)
         perm = _permutations(epoch_keys, n)
+        if subsets is not None:
+            perm = jnp.take_along_axis(jnp.asarray(subsets), perm, axis=1)
         for c in range(chunks):
             state, metrics = chunk(
                 state,
                 x_N,
-                targets_NxK,
+                targets,
                 perm,
                 epoch_keys,
                 epoch * chunks * chunk_len + c * chunk_len,
                 chunk_len,
+                mask,
             )
             loss = np.asarray(metrics["loss"])
             if not np.all(np.isfinite(loss)):
                 bad = [int(i) for i in np.flatnonzero(~np.isfinite(loss))]
+                first = epoch * chunks * chunk_len + c * chunk_len
+                kept = manager.latest_step() if manager is not None else None
                 raise NonFiniteLossError(
-                    f"{desc}: non-finite loss in epoch {epoch + 1}, members {bad}; "
-                    f"the last good checkpoint (epoch {start}) is kept"
+                    f"{desc}: non-finite loss at steps {first + 1}-{first + chunk_len} "
+                    f"(epoch {epoch + 1}), members {bad}; "
+                    + (
+                        f"the last good checkpoint (epoch {kept}) is kept"
+                        if kept is not None
+                        else "no checkpoint was written"
+                    )
                 )
+            faults.point("train_chunk")
             bar.update(
                 1,
                 f"epoch {epoch + 1}/{epochs} loss {loss.mean():.3f} "

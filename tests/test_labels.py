@@ -55,3 +55,13 @@ def test_errors(logits):
         labels.make_targets("oracle", None, logits, num_classes=4)
     with pytest.raises(ValueError, match="needs the source"):
         labels.make_targets("source_soft", np.zeros(3, int), num_classes=4)
+
+
+def test_noise_weight_moves_labels_towards_uniform_random_vectors(logits):
+    p = labels.softmax(logits)
+    clean = labels.make_targets("noisy", None, logits, num_classes=4, noise=0.0)
+    np.testing.assert_allclose(clean, p, atol=1e-6)
+    half = labels.noisy(None, logits, noise=0.5, rng=np.random.default_rng(3))
+    pure = labels.noisy(None, logits, noise=1.0, rng=np.random.default_rng(3))
+    np.testing.assert_allclose(half, 0.5 * p + 0.5 * pure, atol=1e-6)  # Noise: (1 - l) p + l u
+    assert not np.allclose(pure.argmax(-1), p.argmax(-1))

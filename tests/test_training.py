@@ -10,6 +10,7 @@ from sklearn import datasets
 from fingerprinting import ensemble
 from fingerprinting import models
 from fingerprinting import training
+from fingerprinting import zoo
 
 
 def _cfg(**kw):
@@ -121,7 +122,9 @@ def test_non_finite_loss_stops_with_the_group_named(digits):
     x, t, _ = digits
     t = t.copy()
     t[5] = np.nan
-    with pytest.raises(training.NonFiniteLossError, match="bad-group.*non-finite loss in epoch 1"):
+    with pytest.raises(
+        training.NonFiniteLossError, match=r"bad-group: non-finite loss at steps 1-\d+ \(epoch 1\)"
+    ):
         training.train_group(
             models.get_model("mlp", 10),
             x,
@@ -164,3 +167,102 @@ def test_augment_identity_and_shapes():
 def test_bad_optimizer_config(field, value, match):
     with pytest.raises(ValueError, match=match):
         training.make_optimizer(_cfg(**{field: value}), 10, 1)
+
+
+def test_per_member_targets_train_each_member_on_its_own(digits):
+    x, t, _ = digits
+    model = models.get_model("mlp", 10)
+    other = np.roll(t, 1, axis=-1)  # every label moved to the next class
+    kw = dict(cfg=_cfg(), epochs=1, rng=jax.random.PRNGKey(4))
+    both = training.train_group(model, x, np.stack([t, other]), size=2, **kw)
+    shared = training.train_group(model, x, other, size=2, **kw)
+    chex.assert_trees_all_close(ensemble.member(both, 1), ensemble.member(shared, 1), atol=1e-6)
+    with pytest.raises(ValueError, match="targets for 2 members, the group has 3"):
+        training.train_group(model, x, np.stack([t, other]), size=3, **kw)
+
+
+def test_subsets_train_a_member_on_its_part_only(digits):
+    x, t, _ = digits
+    model = models.get_model("mlp", 10)
+    kw = dict(size=1, cfg=_cfg(), epochs=2, rng=jax.random.PRNGKey(5))
+    part = np.arange(40, 136)
+    on_part = training.train_group(model, x, t, subsets=part[None], **kw)
+    alone = training.train_group(model, x[part], t[part], **kw)
+    chex.assert_trees_all_close(on_part, alone, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_trainable_mask_keeps_what_it_freezes(digits, optimizer):
+    x, t, _ = digits
+    model = models.get_model("cnn_medium", 10)
+    init = ensemble.init_members(model, jax.random.PRNGKey(1), 2, x.shape[1:])
+    kernel = init["params"]["Conv_0"]["kernel"]
+    # Member 0: only the head and BatchNorm statistics; member 1: half of the first kernel too.
+    half = np.stack(
+        [
+            np.zeros(kernel.shape[1:], bool),
+            np.arange(kernel[0].size).reshape(kernel.shape[1:]) % 2 == 0,
+        ]
+    )
+    trainable = {
+        "params": {k: (half if k == "Conv_0" else k == "head") for k in init["params"]},
+    }
+    out = training.train_group(
+        model,
+        x,
+        t,
+        size=2,
+        cfg=_cfg(optimizer=optimizer, weight_decay=1e-3),
+        epochs=1,
+        rng=jax.random.PRNGKey(0),
+        init=init,
+        trainable=trainable,
+    )
+    for name in init["params"]:
+        before, after = (
+            ensemble.member(init, 0)["params"][name],
+            ensemble.member(out, 0)["params"][name],
+        )
+        changed = [
+            not np.array_equal(a, b)
+            for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after))
+        ]
+        assert all(changed) if name == "head" else not any(changed), name
+    moved = np.asarray(out["params"]["Conv_0"]["kernel"][1]) != np.asarray(kernel[1])
+    assert np.all(~moved[~half[1]]) and moved[half[1]].mean() > 0.9
+    assert not np.array_equal(
+        out["batch_stats"]["BatchNorm_0"]["mean"], init["batch_stats"]["BatchNorm_0"]["mean"]
+    )
+    frozen_stats = {"params": trainable["params"], "batch_stats": False}
+    out = training.train_group(
+        model,
+        x,
+        t,
+        size=2,
+        cfg=_cfg(),
+        epochs=1,
+        rng=jax.random.PRNGKey(0),
+        init=init,
+        trainable=frozen_stats,
+    )
+    chex.assert_trees_all_equal(out["batch_stats"], init["batch_stats"])  # init survives donation
+
+
+def test_restored_init_compiles_the_step_once(digits, tmp_path, monkeypatch):
+    x, t, _ = digits
+    model = models.get_model("cnn_medium", 10)
+    group = ensemble.Group("g", "cnn_medium", model, 1)
+    zoo.save_variables(
+        str(tmp_path / "v"), ensemble.init_members(model, jax.random.PRNGKey(0), 1, x.shape[1:])
+    )
+    restored = zoo.load_variables(str(tmp_path / "v"), group, x.shape[1:])  # committed arrays
+    chunks = []
+    real = training.make_chunk_fn
+    monkeypatch.setattr(
+        training, "make_chunk_fn", lambda *a, **k: chunks.append(real(*a, **k)) or chunks[-1]
+    )
+    training.train_group(
+        model, x, t, size=1, cfg=_cfg(), epochs=2, rng=jax.random.PRNGKey(0), init=restored
+    )
+    assert chunks[0].jitted._cache_size() == 1
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(restored))  # not donated
