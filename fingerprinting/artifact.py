@@ -3,11 +3,13 @@
 A `.npz` archive (read with `allow_pickle=False`, so no code can ride in it)
 holding the fingerprint inputs and their originals as uint8 pixels, the
 verification keys (the source's labels), the true labels, per-example
-conferrability, and a JSON metadata record (format version, dataset, class
-names, input shape, the source's parameter hash, theta, calibration
-statistics, the config that made it). A SHA-256 over the metadata and every
-array is stored beside them; loading recomputes it and refuses any file that
-does not match, is truncated, or comes from a newer format.
+conferrability, benign decoy inputs with their true labels (format 2; a
+verifier hides the fingerprint among them), and a JSON metadata record (format
+version, dataset, class names, input shape, the source's parameter hash,
+theta, calibration statistics, the config that made it). A SHA-256 over the
+metadata and every array is stored beside them; loading recomputes it and
+refuses any file that does not match, is truncated, or comes from a newer
+format. Format 1 files (no decoys) load with zero decoys.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ import dataclasses
 import hashlib
 import io
 import json
-import zipfile
 
 import numpy as np
 
 from fingerprinting import files
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ARRAYS = ("x", "original", "keys", "truth", "conferrability")
+DECOY_ARRAYS = ("decoy_x", "decoy_truth")  # since format 2
 
 
 class FingerprintError(ValueError):
@@ -38,6 +40,14 @@ class Fingerprint:
     truth: np.ndarray  # int32 [N]: ground truth of the originals
     conferrability: np.ndarray  # float32 [N] on the training models
     meta: dict
+    decoy_x: np.ndarray | None = None  # uint8 [D, H, W, C]: benign test inputs
+    decoy_truth: np.ndarray | None = None  # int32 [D]: their true labels
+
+    def __post_init__(self):
+        if self.decoy_x is None:
+            self.decoy_x = np.zeros((0, *np.shape(self.x)[1:]), np.uint8)
+        if self.decoy_truth is None:
+            self.decoy_truth = np.zeros((0,), np.int32)
 
     def __len__(self):
         return len(self.keys)
@@ -63,12 +73,16 @@ def _arrays(fp: Fingerprint) -> dict[str, np.ndarray]:
         "keys": np.asarray(fp.keys, np.int32),
         "truth": np.asarray(fp.truth, np.int32),
         "conferrability": np.asarray(fp.conferrability, np.float32),
+        "decoy_x": np.asarray(fp.decoy_x, np.uint8),
+        "decoy_truth": np.asarray(fp.decoy_truth, np.int32),
     }
 
 
 def content_hash(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the metadata and of every array present (format 1 files have
+    no decoy arrays, so their hashes stay valid)."""
     h = hashlib.sha256(meta_bytes)
-    for name in ARRAYS:
+    for name in (n for n in ARRAYS + DECOY_ARRAYS if n in arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
         h.update(a.tobytes())
@@ -98,7 +112,7 @@ def from_bytes(data: bytes, name: str = "fingerprint") -> Fingerprint:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             contents = {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 (zipfile, zlib and numpy raise many kinds on bad bytes)
         raise FingerprintError(
             f"{name}: not a readable fingerprint file (truncated or corrupt: {e})"
         ) from None
@@ -111,9 +125,6 @@ def from_bytes(data: bytes, name: str = "fingerprint") -> Fingerprint:
         stored = contents["sha256"].astype(np.uint8).tobytes().decode("ascii")
     except (ValueError, UnicodeDecodeError) as e:
         raise FingerprintError(f"{name}: corrupt metadata ({e})") from None
-    arrays = {k: contents[k] for k in ARRAYS}
-    if content_hash(meta_bytes, arrays) != stored:
-        raise FingerprintError(f"{name}: content does not match its SHA-256; the file was modified")
     if not isinstance(meta, dict) or not isinstance(meta.get("format_version"), int):
         raise FingerprintError(f"{name}: metadata has no format version")
     if meta["format_version"] > FORMAT_VERSION:
@@ -121,10 +132,20 @@ def from_bytes(data: bytes, name: str = "fingerprint") -> Fingerprint:
             f"{name}: format version {meta['format_version']} is newer than this "
             f"tool reads ({FORMAT_VERSION}); upgrade fingerprinting"
         )
+    arrays = {k: contents[k] for k in ARRAYS + DECOY_ARRAYS if k in contents}
+    if content_hash(meta_bytes, arrays) != stored:
+        raise FingerprintError(f"{name}: content does not match its SHA-256; the file was modified")
     n = len(arrays["keys"])
     if any(len(arrays[k]) != n for k in ARRAYS):
         raise FingerprintError(f"{name}: arrays of different lengths")
-    return Fingerprint(meta=meta, **{k: arrays[k] for k in ARRAYS})
+    if sum(k in arrays for k in DECOY_ARRAYS) == 1:
+        raise FingerprintError(f"{name}: decoy inputs without their labels, or labels alone")
+    if "decoy_x" in arrays and (
+        len(arrays["decoy_x"]) != len(arrays["decoy_truth"])
+        or arrays["decoy_x"].shape[1:] != arrays["x"].shape[1:]
+    ):
+        raise FingerprintError(f"{name}: decoy arrays do not match the fingerprint's shapes")
+    return Fingerprint(meta=meta, **arrays)
 
 
 def load(path: str) -> Fingerprint:

@@ -7,6 +7,8 @@ on which the source's label differs from the truth and whose conferrability
 on the training models is at least tau. Calibration references, never seen by
 the attack, measure how often independent models agree with the keys by
 chance; their statistics go into the fingerprint for the p-values of Verify.
+Benign test inputs stored beside the fingerprint (decoys) let Verify hide the
+fingerprint among ordinary queries, so a suspect cannot tell which matter.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from fingerprinting import artifact
 from fingerprinting import ensemble
+from fingerprinting import faults
 from fingerprinting import progress
 from fingerprinting import stats
 from fingerprinting import training
@@ -136,10 +139,12 @@ def pick_candidates(source_labels_N, y_N, count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(correct)[:count]
 
 
-def run_cbim(zoo, x0, y, ecfg, seed: int) -> np.ndarray:
-    """C-BIM over Compose(source + training surrogates, training references), batched."""
-    surr = [zoo.source()] + zoo.get("training_surrogate")
-    refs = zoo.get("training_reference")
+def run_cbim(zoo, x0, y, ecfg, seed: int, surrogates=None, references=None) -> np.ndarray:
+    """C-BIM over Compose(surrogates, references), batched. By default the
+    defender's: the source and its training surrogates against the training
+    references; an adversary passes its own trained groups."""
+    surr = surrogates or [zoo.source()] + zoo.get("training_surrogate")
+    refs = zoo.get("training_reference") if references is None else references
     run = make_cbim_fn(
         [t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy, ecfg.get("loop")
     )
@@ -161,6 +166,7 @@ def run_cbim(zoo, x0, y, ecfg, seed: int) -> np.ndarray:
                 ]
             )
             bar.update(len(xb) - pad)
+            faults.point("cbim_batch")
     return np.concatenate(out)
 
 
@@ -189,6 +195,12 @@ def source_correct_candidates(zoo, count: int, seed: int) -> np.ndarray:
     return pick_candidates(zoo.source_logits("d1").argmax(-1), d1.y, count, seed)
 
 
+def pick_decoys(test, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` benign test inputs (uint8) and their true labels, drawn at random."""
+    idx = np.random.default_rng(seed).permutation(len(test))[: max(0, count)]
+    return to_uint8(test.x[idx]), np.asarray(test.y[idx], np.int32)
+
+
 def extract(zoo, config) -> artifact.Fingerprint:
     """Algorithm 2 on a trained zoo; returns the fingerprint (not yet saved)."""
     ecfg, start = config.extract, time.time()
@@ -200,6 +212,9 @@ def extract(zoo, config) -> artifact.Fingerprint:
     ok = scored["adversarial"] & (scored["conferrability"] >= ecfg.tau - 1e-9)
     order = np.flatnonzero(ok)[np.argsort(-scored["conferrability"][ok], kind="stable")]
     keep = order[: ecfg.fingerprint_size]
+    decoy_x, decoy_truth = pick_decoys(
+        zoo.splits.test, round(ecfg.get("decoys_per_input", 3) * len(keep)), config.seed
+    )
     fp = artifact.Fingerprint(
         x=x_adv[keep],
         original=to_uint8(d1.x[idx][keep]),
@@ -207,6 +222,8 @@ def extract(zoo, config) -> artifact.Fingerprint:
         truth=d1.y[idx][keep].astype(np.int32),
         conferrability=scored["conferrability"][keep].astype(np.float32),
         meta={},
+        decoy_x=decoy_x,
+        decoy_truth=decoy_truth,
     )
     calib = zoo.get("calibration_reference")
     agree = (labels_of(calib, fp.inputs, zoo.strategy) == fp.keys[None]).sum(1) if len(fp) else []
@@ -271,15 +288,46 @@ def check_compatible(fp: artifact.Fingerprint, suspect) -> None:
         )
 
 
-def verify_suspect(fp: artifact.Fingerprint, suspect, *, theta: float | None = None) -> dict:
-    """Queries a label-only suspect with the fingerprint and decides (Algorithm 1)."""
+def verify_suspect(
+    fp: artifact.Fingerprint,
+    suspect,
+    *,
+    theta: float | None = None,
+    decoys: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict:
+    """Queries a label-only suspect and decides (Algorithm 1).
+
+    The fingerprint inputs go out shuffled among `decoys` benign inputs (all
+    the file holds by default), in a fresh random order each time, so that the
+    queries that matter look like any others; the suspect's accuracy on the
+    decoys is reported beside its fingerprint accuracy. Any failed query
+    raises: there is no verdict from partial answers.
+    """
     check_compatible(fp, suspect)
     if suspect.num_classes is None:
         suspect.num_classes = fp.num_classes  # range-check its labels
+    stored = len(fp.decoy_truth)
+    d = stored if decoys is None else decoys
+    if not 0 <= d <= stored:
+        raise ValueError(f"asked for {d} decoys; the fingerprint file holds {stored}")
+    n = len(fp)
+    order = (rng or np.random.default_rng()).permutation(n + d)
+    queries = np.concatenate([fp.x, fp.decoy_x[:d]])[order]
     start = time.time()
-    labels = suspect.predict(fp.x)
-    result = verify_labels(fp, labels, theta=theta)
+    labels = np.empty(n + d, np.int64)
+    labels[order] = suspect.predict(queries)
+    result = verify_labels(fp, labels[:n], theta=theta)
     result.update(
-        suspect=suspect.name, protocol=suspect.protocol, seconds=round(time.time() - start, 3)
+        suspect=suspect.name,
+        protocol=suspect.protocol,
+        n_queries=n + d,
+        fingerprint_size=n,
+        decoys=d,
+        decoy_accuracy=float((labels[n:] == fp.decoy_truth[:d]).mean()) if d else None,
+        seconds=round(time.time() - start, 3),
+        **suspect.counters,
     )
+    if not stored:
+        result["note"] = "the fingerprint file holds no decoys; only fingerprint inputs were sent"
     return result

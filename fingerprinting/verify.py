@@ -2,10 +2,17 @@
 
     python -m fingerprinting.verify --fingerprint=runs/digits/fingerprint.npz \
         --suspect=runs/digits/models/testing_surrogate-cnn_small/0
+    python -m fingerprinting.verify --fingerprint=runs/digits/fingerprint.npz \
+        --suspect=http://127.0.0.1:8500/v2/models/model/infer --rate_limit=20
 
-Prints one JSON object on stdout (fingerprint_accuracy, theta, verified,
-p_value, n_queries, ...) and a human-readable verdict on stderr. Exit status
-0 whatever the verdict; 2 on bad input.
+The suspect is a model trained here, a Python callable (`module:function`) or
+a prediction URL (TF-Serving / KServe V1 `.../v1/models/NAME:predict`, Open
+Inference Protocol `.../v2/models/NAME/infer`). The fingerprint goes out
+shuffled among the benign decoys stored with it. Prints one JSON object on
+stdout (fingerprint_accuracy, decoy_accuracy, theta, verified, p_value,
+protocol, n_queries, requests, seconds, ...) and a human-readable verdict on
+stderr. Exit status 0 whatever the verdict; 2 on bad input or a suspect that
+fails to answer (then nothing is printed on stdout).
 """
 
 import json
@@ -16,16 +23,36 @@ from absl import flags
 from fingerprinting import artifact
 from fingerprinting import cli
 from fingerprinting import fingerprint as fp_lib
+from fingerprinting import remote
 from fingerprinting import suspects
 
 _FINGERPRINT = flags.DEFINE_string("fingerprint", None, "Fingerprint file.", required=True)
 _SUSPECT = flags.DEFINE_string(
-    "suspect", None, "WORKDIR/models/GROUP[/MEMBER] or module:function.", required=True
+    "suspect",
+    None,
+    "WORKDIR/models/GROUP[/MEMBER], module:function, or an http(s):// prediction URL.",
+    required=True,
 )
 _THETA = flags.DEFINE_float(
     "theta", None, "Threshold on fingerprint accuracy (default: the fingerprint's)."
 )
 _SIGNIFICANCE = flags.DEFINE_float("significance", 0.01, "Level of the calibrated test.")
+_DECOYS = flags.DEFINE_integer(
+    "decoys", None, "Benign decoys to hide the fingerprint among (default: all in the file)."
+)
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", None, "Inputs per request (default: 64 over HTTP, 256 otherwise)."
+)
+_PIXELS = flags.DEFINE_enum(
+    "pixels", "uint8", suspects.PIXELS, "What a callable or API receives: uint8, or float in [0,1]."
+)
+_PROTOCOL = flags.DEFINE_enum(
+    "protocol", "auto", ("auto",) + remote.PROTOCOLS, "HTTP protocol (auto: from the URL path)."
+)
+_TIMEOUT = flags.DEFINE_float("timeout", 30.0, "Seconds to wait for each HTTP answer.")
+_RETRIES = flags.DEFINE_integer("retries", 3, "Further tries of a failed HTTP request.")
+_BACKOFF = flags.DEFINE_float("backoff", 0.5, "Seconds before the first retry; doubles after.")
+_RATE_LIMIT = flags.DEFINE_float("rate_limit", 0.0, "HTTP requests per second at most (0: any).")
 
 
 def main(argv):
@@ -33,17 +60,32 @@ def main(argv):
     fp = artifact.load(_FINGERPRINT.value)
     if len(fp) == 0:
         raise ValueError(f"{_FINGERPRINT.value}: the fingerprint is empty")
-    suspect = suspects.load_suspect(_SUSPECT.value)
-    result = fp_lib.verify_suspect(fp, suspect, theta=_THETA.value)
+    options = remote.Options(
+        timeout=_TIMEOUT.value,
+        retries=_RETRIES.value,
+        backoff=_BACKOFF.value,
+        rate_limit=_RATE_LIMIT.value,
+        protocol=_PROTOCOL.value,
+    )
+    suspect = suspects.load_suspect(
+        _SUSPECT.value, pixels=_PIXELS.value, batch_size=_BATCH_SIZE.value, http=options
+    )
+    result = fp_lib.verify_suspect(fp, suspect, theta=_THETA.value, decoys=_DECOYS.value)
     result["verified_calibrated"] = (
         result["p_value"] is not None and result["p_value"] < _SIGNIFICANCE.value
     )
     print(json.dumps(result, sort_keys=True))
     p = "n/a" if result["p_value"] is None else f"{result['p_value']:.2g}"
+    decoys = (
+        f"; accuracy on {result['decoys']} decoys {result['decoy_accuracy']:.3f}"
+        if result["decoys"]
+        else ""
+    )
     print(
         f"{suspect.name}: fingerprint accuracy {result['fingerprint_accuracy']:.3f} "
         f"(theta {result['theta']}): {'SURROGATE' if result['verified'] else 'not verified'}; "
-        f"p-value of independence {p}",
+        f"p-value of independence {p}{decoys}; {result['n_queries']} queries in "
+        f"{result['requests']} requests, {result['seconds']:.1f} s",
         file=sys.stderr,
     )
 

@@ -12,7 +12,7 @@ import pytest
 from fingerprinting import artifact
 
 
-def make_fp(n=5):
+def make_fp(n=5, decoys=0):
     rng = np.random.default_rng(0)
     return artifact.Fingerprint(
         x=rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8),
@@ -27,7 +27,22 @@ def make_fp(n=5):
             "theta": 0.7,
             "class_names": [str(i) for i in range(10)],
         },
+        decoy_x=rng.integers(0, 256, (decoys, 8, 8, 1), dtype=np.uint8),
+        decoy_truth=rng.integers(0, 10, decoys).astype(np.int32),
     )
+
+
+def _pack(meta: dict, arrays: dict) -> bytes:
+    """A file with a valid hash over exactly these arrays (forged or from an older format)."""
+    meta_bytes = json.dumps(meta, sort_keys=True).encode()
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        meta=np.frombuffer(meta_bytes, np.uint8),
+        sha256=np.frombuffer(artifact.content_hash(meta_bytes, arrays).encode(), np.uint8),
+        **arrays,
+    )
+    return buf.getvalue()
 
 
 def test_round_trip(tmp_path):
@@ -41,6 +56,51 @@ def test_round_trip(tmp_path):
     assert got.meta["dataset"] == "digits" and got.meta["format_version"] == artifact.FORMAT_VERSION
     assert got.input_shape == (8, 8, 1) and got.num_classes == 10
     np.testing.assert_allclose(got.inputs, fp.x / 255.0)
+    assert got.decoy_x.shape == (0, 8, 8, 1) and got.decoy_truth.shape == (0,)
+
+
+def test_decoys_round_trip_and_are_covered_by_the_hash():
+    fp = make_fp(n=5, decoys=15)
+    data = artifact.to_bytes(fp)
+    got = artifact.from_bytes(data)
+    np.testing.assert_array_equal(got.decoy_x, fp.decoy_x)
+    np.testing.assert_array_equal(got.decoy_truth, fp.decoy_truth)
+    assert got.decoy_truth.dtype == np.int32 and got.decoy_x.dtype == np.uint8
+    truth = got.decoy_truth.copy()
+    truth[3] = (truth[3] + 1) % 10
+    with pytest.raises(artifact.FingerprintError, match="SHA-256"):
+        artifact.from_bytes(_rewrite(data, decoy_truth=truth))
+    with zipfile.ZipFile(io.BytesIO(data)) as src:  # decoys stripped out: also a modification
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as dst:
+            for item in src.namelist():
+                if not item.startswith("decoy_"):
+                    dst.writestr(item, src.read(item))
+    with pytest.raises(artifact.FingerprintError, match="SHA-256"):
+        artifact.from_bytes(buf.getvalue())
+
+
+def test_format_1_files_load_with_zero_decoys():
+    fp = make_fp()
+    arrays = {k: v for k, v in artifact._arrays(fp).items() if k in artifact.ARRAYS}
+    got = artifact.from_bytes(_pack(dict(fp.meta, format_version=1), arrays))
+    assert got.meta["format_version"] == 1 and len(got) == 5
+    assert got.decoy_x.shape == (0, 8, 8, 1) and len(got.decoy_truth) == 0
+    resaved = artifact.from_bytes(artifact.to_bytes(got))
+    assert resaved.meta["format_version"] == artifact.FORMAT_VERSION == 2
+
+
+def test_inconsistent_decoys_are_refused():
+    fp = make_fp(decoys=6)
+    meta = dict(fp.meta, format_version=artifact.FORMAT_VERSION)
+    arrays = artifact._arrays(fp)
+    alone = {k: v for k, v in arrays.items() if k != "decoy_truth"}
+    with pytest.raises(artifact.FingerprintError, match="without their labels"):
+        artifact.from_bytes(_pack(meta, alone))
+    with pytest.raises(artifact.FingerprintError, match="do not match"):
+        artifact.from_bytes(_pack(meta, dict(arrays, decoy_truth=arrays["decoy_truth"][:4])))
+    with pytest.raises(artifact.FingerprintError, match="do not match"):
+        artifact.from_bytes(_pack(meta, dict(arrays, decoy_x=np.zeros((6, 4, 4, 1), np.uint8))))
 
 
 def _rewrite(data: bytes, **changes) -> bytes:
@@ -72,18 +132,8 @@ def test_truncated_and_garbage_are_refused(tmp_path):
 def test_newer_format_is_refused():
     fp = make_fp()
     meta = dict(fp.meta, format_version=artifact.FORMAT_VERSION + 1)
-    meta_bytes = json.dumps(meta, sort_keys=True).encode()
-    arrays = artifact._arrays(fp)
-    digest = artifact.content_hash(meta_bytes, arrays)
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        meta=np.frombuffer(meta_bytes, np.uint8),
-        sha256=np.frombuffer(digest.encode(), np.uint8),
-        **arrays,
-    )
     with pytest.raises(artifact.FingerprintError, match="newer"):
-        artifact.from_bytes(buf.getvalue())
+        artifact.from_bytes(_pack(meta, artifact._arrays(fp)))
 
 
 def test_pickle_is_never_loaded(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from fingerprinting import artifact
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import stats
+from fingerprinting import suspects
 from fingerprinting.attacks import cbim as cbim_lib
 
 
@@ -136,3 +137,74 @@ def test_cbim_python_loop_equals_fori_loop():
     for i in range(7):
         x = cbim_lib.cbim_step(probs_fn, x, x0, y, i, rng=key, **kw)
     chex.assert_trees_all_close(x, want, atol=1e-6)
+
+
+def _pixel_label(x_uint8):
+    """A suspect whose label is a function of the input alone."""
+    return x_uint8.reshape(len(x_uint8), -1).sum(1) % 10
+
+
+def _fp_with_decoys(n=20, d=60):
+    rng = np.random.default_rng(1)
+    fp = _fp(np.zeros(n), [2, 4, 3, 6])
+    fp.x = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+    fp.keys = _pixel_label(fp.x).astype(np.int32)
+    fp.decoy_x = rng.integers(0, 256, (d, 8, 8, 1), dtype=np.uint8)
+    fp.decoy_truth = _pixel_label(fp.decoy_x).astype(np.int32)
+    return fp
+
+
+def _recording_suspect(fn=_pixel_label):
+    batches = []
+
+    def record(x):
+        batches.append(np.array(x))
+        return fn(x)
+
+    return suspects.Suspect("s", "callable", record, batch_size=16), batches
+
+
+def test_verify_suspect_hides_the_fingerprint_among_decoys():
+    fp = _fp_with_decoys()
+    suspect, batches = _recording_suspect()
+    res = fp_lib.verify_suspect(fp, suspect, rng=np.random.default_rng(0))
+    # Answers are matched back to their inputs whatever the order they went out in.
+    assert res["fingerprint_accuracy"] == 1.0 and res["decoy_accuracy"] == 1.0
+    assert res["n_queries"] == 80 and res["fingerprint_size"] == 20 and res["decoys"] == 60
+    assert res["requests"] == 5 and res["protocol"] == "callable" and "note" not in res
+    sent = np.concatenate(batches)
+    is_fp = np.array([any((q == x).all() for x in fp.x) for q in sent])
+    assert is_fp.sum() == 20 and 0 < is_fp[:20].sum() < 20  # spread out, not first
+    suspect2, batches2 = _recording_suspect()
+    fp_lib.verify_suspect(fp, suspect2)  # a fresh order every time
+    assert not np.array_equal(np.concatenate(batches2), sent)
+
+
+def test_verify_suspect_decoy_count_and_old_files():
+    fp = _fp_with_decoys()
+    wrong = lambda x: (_pixel_label(x) + 1) % 10
+    res = fp_lib.verify_suspect(fp, _recording_suspect(wrong)[0], decoys=10)
+    assert res["n_queries"] == 30 and res["decoys"] == 10
+    assert res["fingerprint_accuracy"] == 0.0 and res["decoy_accuracy"] == 0.0
+    with pytest.raises(ValueError, match="holds 60"):
+        fp_lib.verify_suspect(fp, _recording_suspect()[0], decoys=61)
+    old = _fp(np.arange(20) % 10, [2, 4, 3, 6])  # no decoys stored
+    res = fp_lib.verify_suspect(old, _recording_suspect(lambda x: np.arange(len(x)) % 10)[0])
+    assert res["decoys"] == 0 and res["decoy_accuracy"] is None and "no decoys" in res["note"]
+
+
+def test_no_verdict_from_partial_answers():
+    fp = _fp_with_decoys()
+    calls = []
+
+    def fails_on_third_batch(x):
+        calls.append(len(x))
+        if len(calls) == 3:
+            raise suspects.SuspectError("s: HTTP 500 after 4 tries")
+        return _pixel_label(x)
+
+    with pytest.raises(suspects.SuspectError, match="HTTP 500"):
+        fp_lib.verify_suspect(fp, _recording_suspect(fails_on_third_batch)[0])
+    bad = _recording_suspect(lambda x: _pixel_label(x)[:-1])[0]
+    with pytest.raises(suspects.SuspectError, match="15 answers for 16 inputs"):
+        fp_lib.verify_suspect(fp, bad)

@@ -13,6 +13,8 @@ def test_labels_and_scores_are_accepted():
     np.testing.assert_array_equal(
         suspects.answers_to_labels(np.array([1.0, 0.0]), 2, 2, "s"), [1, 0]
     )
+    column = [[1], [0], [1]]  # labels shaped [N, 1], as servers often answer
+    np.testing.assert_array_equal(suspects.answers_to_labels(column, 3, 2, "s"), [1, 0, 1])
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,8 @@ def test_labels_and_scores_are_accepted():
         ([0.5, 1.0, 0.0], "not integers"),
         (np.zeros((3, 2, 2)), "shape"),
         ({"labels": [1, 2, 3]}, "not numeric"),
+        ([0.0, np.nan, 1.0], "NaN"),
+        ([[1], [0], [5]], "out of range"),
     ],
 )
 def test_garbage_is_refused(answer, match):
@@ -36,6 +40,23 @@ def test_garbage_is_refused(answer, match):
 
 def constant_model(x):
     return np.full(len(x), 3)
+
+
+def brightest_column(x):
+    """Records what it was given: dtype and range depend on the pixel format."""
+    brightest_column.seen = x
+    return x.max(axis=(1, 3)).argmax(-1)
+
+
+def test_callable_suspect_gets_uint8_or_float_pixels():
+    x = np.zeros((4, 8, 8, 1), np.uint8)
+    x[np.arange(4), :, [1, 3, 5, 7]] = 255
+    for pixels, dtype, top in (("uint8", np.uint8, 255), ("float", np.float32, 1.0)):
+        s = suspects.load_suspect(f"{__name__}:brightest_column", pixels=pixels)
+        np.testing.assert_array_equal(s.predict(x), [1, 3, 5, 7])
+        assert brightest_column.seen.dtype == dtype and brightest_column.seen.max() == top
+    with pytest.raises(suspects.SuspectError, match="unknown pixel format"):
+        suspects.load_suspect(f"{__name__}:brightest_column", pixels="int4")
 
 
 def test_callable_suspect_batches():
@@ -53,11 +74,20 @@ def test_callable_suspect_batches():
         (f"{__name__}:no_such_fn", "cannot import"),
         (f"{__name__}:np", "not callable"),
         ("/nonexistent/dir/model", "names no suspect"),
+        ("http://127.0.0.1:1/predict", "cannot tell the protocol"),
+        ("http:///v1/models/m:predict", "not an http"),
     ],
 )
 def test_bad_specs(spec, match):
     with pytest.raises(suspects.SuspectError, match=match):
         suspects.load_suspect(spec)
+
+
+def test_url_specs_pick_the_protocol_from_the_path():
+    s = suspects.load_suspect("http://127.0.0.1:1/v1/models/m/versions/3:predict", batch_size=8)
+    assert s.protocol == "http-v1" and s.batch_size == 8
+    with pytest.raises(suspects.SuspectError, match="batch size"):
+        suspects.load_suspect(f"{__name__}:constant_model", batch_size=0)
 
 
 def test_checkpoint_spec_without_record(tmp_path):

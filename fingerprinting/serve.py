@@ -1,0 +1,176 @@
+"""Entry point: serve one model trained here over both prediction protocols.
+
+    python -m fingerprinting.serve \
+        --checkpoint=runs/digits/models/testing_surrogate-cnn_small/0 --port=8500
+
+For demos and tests: a suspect behind a real HTTP API. It answers
+- `POST /v1/models/NAME:predict` (TF-Serving / KServe V1),
+- `POST /v2/models/NAME/infer` (Open Inference Protocol: KServe V2, Triton),
+- `GET /v2/models/NAME` (V2 metadata), `GET /v1/models/NAME` (V1 status),
+  `GET /v2/health/live` and `/v2/health/ready`,
+with class probabilities, or only labels (`--answer=labels`, the paper's
+label-only API). Inputs are NHWC pixels, integers 0..255 or floats in [0, 1].
+It listens on 127.0.0.1 unless told otherwise; `--port=0` takes a free port.
+The first line on stdout gives both URLs.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import threading
+
+import numpy as np
+from absl import flags
+
+from fingerprinting import cli
+from fingerprinting import remote
+from fingerprinting import suspects
+
+ANSWERS = ("scores", "labels")
+MAX_BODY = 64 << 20  # bytes of one request
+
+
+def softmax(logits_NxK: np.ndarray) -> np.ndarray:
+    z = np.exp(logits_NxK - logits_NxK.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
+def make_handler(model: suspects.CheckpointModel, name: str, answer: str):
+    """The request handler of a server for `model`, published as `name`."""
+    lock = threading.Lock()  # one batch at a time: the model already uses every core
+
+    def predict(x_NxHxWxC: np.ndarray) -> np.ndarray:
+        if x_NxHxWxC.shape[1:] != model.input_shape:
+            raise ValueError(
+                f"inputs of shape {list(x_NxHxWxC.shape)}; expected [N, "
+                f"{', '.join(map(str, model.input_shape))}]"
+            )
+        with lock:
+            logits = model.logits(x_NxHxWxC)
+        return softmax(logits) if answer == "scores" else logits.argmax(-1)
+
+    h, w, c = model.input_shape
+    output = (
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, model.num_classes]}
+        if answer == "scores"
+        else {"name": "label", "datatype": "INT64", "shape": [-1]}
+    )
+    get_routes = {
+        "/v2/health/live": {"live": True},
+        "/v2/health/ready": {"ready": True},
+        f"/v2/models/{name}": {
+            "name": name,
+            "platform": "jax",
+            "inputs": [{"name": "input", "datatype": "UINT8", "shape": [-1, h, w, c]}],
+            "outputs": [output],
+        },
+        f"/v1/models/{name}": {
+            "model_version_status": [
+                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}}
+            ]
+        },
+    }
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: one connection for a whole verification
+        # Headers and body go out as two writes; with Nagle's algorithm the second
+        # waits for the client's delayed ACK, 40 ms a request.
+        disable_nagle_algorithm = True
+        server_version = "fingerprinting-serve"
+
+        def log_message(self, *args):  # quiet: a verification sends thousands of requests
+            pass
+
+        def send_json(self, status: int, obj) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            path = self.path.split("?")[0].rstrip("/")
+            if path in get_routes:
+                self.send_json(200, get_routes[path])
+            else:
+                self.send_json(404, {"error": f"no resource {path}"})
+
+        def do_POST(self):
+            length = self.headers.get("Content-Length", "")
+            length = int(length) if length.isdigit() else -1
+            if not 0 <= length <= MAX_BODY:
+                self.close_connection = True
+                return self.send_json(413 if length > MAX_BODY else 411, {"error": "bad length"})
+            body = self.rfile.read(length)
+            found = remote.parse_path(self.path.split("?")[0])
+            if found is None or found[1] != name:
+                return self.send_json(404, {"error": f"no model at {self.path}; this is {name!r}"})
+            protocol = found[0]
+            try:
+                request = json.loads(body)
+                parse = remote.parse_v1_request if protocol == "v1" else remote.parse_v2_request
+                out = predict(parse(request))
+            except ValueError as e:  # json.JSONDecodeError is one
+                return self.send_json(400, {"error": str(e)})
+            if protocol == "v1":
+                self.send_json(200, remote.encode_v1_answer(out))
+            else:
+                self.send_json(200, remote.encode_v2_answer(out, name))
+
+    return Handler
+
+
+def make_server(
+    model: suspects.CheckpointModel,
+    *,
+    name: str = "model",
+    answer: str = "scores",
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> http.server.ThreadingHTTPServer:
+    """A bound server (call `serve_forever`); port 0 takes a free one."""
+    if answer not in ANSWERS:
+        raise ValueError(f"unknown answer {answer!r}; expected {' or '.join(ANSWERS)}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError(f"model name {name!r}: use letters, digits, '_', '.', '-'")
+    server = http.server.ThreadingHTTPServer((host, port), make_handler(model, name, answer))
+    server.daemon_threads = True
+    return server
+
+
+def urls(server: http.server.ThreadingHTTPServer, name: str) -> tuple[str, str]:
+    host, port = server.server_address[:2]
+    base = f"http://{host}:{port}"
+    return f"{base}/v1/models/{name}:predict", f"{base}/v2/models/{name}/infer"
+
+
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "WORKDIR/models/GROUP[/MEMBER] of the model to serve.", required=True
+)
+_PORT = flags.DEFINE_integer("port", 8500, "Port to listen on (0: any free port).")
+_HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
+_NAME = flags.DEFINE_string("name", "model", "Model name in the URLs.")
+_ANSWER = flags.DEFINE_enum("answer", "scores", ANSWERS, "Answer class scores or only labels.")
+
+
+def main(argv):
+    cli.check_no_args(argv)
+    model = suspects.load_checkpoint(_CHECKPOINT.value)
+    server = make_server(
+        model, name=_NAME.value, answer=_ANSWER.value, host=_HOST.value, port=_PORT.value
+    )
+    v1, v2 = urls(server, _NAME.value)
+    print(f"serving {model.name} ({_ANSWER.value}) at {v1} and {v2}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    cli.run(main)

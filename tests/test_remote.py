@@ -1,0 +1,248 @@
+"""The HTTP client and both protocol codecs, against a faulty server in a thread.
+
+The server below answers honestly (label = a function of the pixels) or
+misbehaves on purpose, chosen by the model name in the URL: slow, wrong number
+of answers, not JSON, HTTP 500 (always, or once), labels out of range, NaN
+scores. Each failure must give one error naming it and no verdict.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from fingerprinting import artifact
+from fingerprinting import fingerprint as fp_lib
+from fingerprinting import remote
+from fingerprinting import stats
+from fingerprinting import suspects
+
+from _faulty import free_port, pixel_label, start, url
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = remote.Options(timeout=0.5, retries=2, backoff=0.01)
+
+
+@pytest.mark.parametrize(
+    "path,want",
+    [
+        ("/v1/models/mnist:predict", ("v1", "mnist")),
+        ("/gateway/v1/models/m-2/versions/7:predict", ("v1", "m-2")),
+        ("/v2/models/resnet/infer", ("v2", "resnet")),
+        ("/v2/models/resnet/versions/1/infer", ("v2", "resnet")),
+        ("/v2/models/resnet", None),
+        ("/predict", None),
+    ],
+)
+def test_parse_path(path, want):
+    assert remote.parse_path(path) == want
+
+
+def test_codecs_round_trip():
+    x = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 2), dtype=np.uint8)
+    np.testing.assert_allclose(remote.parse_v1_request(remote.encode_v1(x)), x / 255.0)
+    np.testing.assert_allclose(
+        remote.parse_v1_request(remote.encode_v1(x.astype(np.float32) / 255)), x / 255.0, atol=1e-7
+    )
+    request = json.loads(json.dumps(remote.encode_v2(x, "pixels", "label")))
+    assert request["inputs"][0]["datatype"] == "UINT8" and request["outputs"] == [{"name": "label"}]
+    np.testing.assert_allclose(remote.parse_v2_request(request), x / 255.0)
+    f = remote.encode_v2(x.astype(np.float32) / 255)
+    assert f["inputs"][0]["datatype"] == "FP32"
+    np.testing.assert_allclose(remote.parse_v2_request(f), x / 255.0, atol=1e-7)
+    scores = np.array([[0.1, 0.9], [0.7, 0.3]], np.float32)
+    labels = np.array([1, 0])
+    for out in (scores, labels):
+        v1 = json.loads(json.dumps(remote.encode_v1_answer(out)))
+        np.testing.assert_allclose(remote.decode_v1(v1, "s"), out)
+        v2 = json.loads(json.dumps(remote.encode_v2_answer(out, "m")))
+        np.testing.assert_allclose(remote.decode_v2(v2, "s"), out)
+    nested = {
+        "outputs": [{"name": "y", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]]}]
+    }
+    assert remote.decode_v2(nested, "s").shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    "answer,match",
+    [
+        ({"instances": [1]}, 'no "outputs"'),
+        ({"outputs": []}, 'no "outputs"'),
+        ({"outputs": [{"name": "y", "shape": [3], "data": [1, 2]}]}, "does not hold 3 values"),
+        ({"outputs": [{"name": "y", "shape": "3", "data": [1, 2, 3]}]}, "no valid shape"),
+        ({"outputs": [{"name": "y", "shape": [2], "data": [[1], [2, 3]]}]}, "does not hold"),
+    ],
+)
+def test_malformed_v2_answers(answer, match):
+    with pytest.raises(suspects.SuspectError, match=match):
+        remote.decode_v2(answer, "s")
+    with pytest.raises(suspects.SuspectError, match='no "predictions"'):
+        remote.decode_v1([1, 2], "s")
+
+
+@pytest.mark.parametrize(
+    "parse,request_,match",
+    [
+        (remote.parse_v1_request, {"inputs": [[1]]}, "instances"),
+        (remote.parse_v1_request, {"instances": [[0, 300]]}, "0..255"),
+        (remote.parse_v1_request, {"instances": [[0.5, 1.5]]}, r"\[0, 1\]"),
+        (remote.parse_v1_request, {"instances": [[1, 2], [3]]}, "different shapes"),
+        (remote.parse_v1_request, {"instances": [["a"]]}, "not numbers"),
+        (remote.parse_v2_request, {"inputs": []}, "one tensor"),
+        (
+            remote.parse_v2_request,
+            {"inputs": [{"name": "x", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]},
+            "datatype",
+        ),
+        (
+            remote.parse_v2_request,
+            {"inputs": [{"name": "x", "shape": [3], "datatype": "UINT8", "data": [1, 2]}]},
+            "do not fill",
+        ),
+    ],
+)
+def test_server_side_parse_errors(parse, request_, match):
+    with pytest.raises(ValueError, match=match):
+        parse(request_)
+
+
+@pytest.fixture(scope="module")
+def server():
+    base, srv = start()
+    yield base, srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def fp():
+    rng = np.random.default_rng(0)
+    n, d = 12, 36
+    x = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+    decoy_x = rng.integers(0, 256, (d, 8, 8, 1), dtype=np.uint8)
+    return artifact.Fingerprint(
+        x=x,
+        original=x,
+        keys=pixel_label(x).astype(np.int32),
+        truth=np.zeros(n, np.int32),
+        conferrability=np.ones(n, np.float32),
+        meta={
+            "num_classes": 10,
+            "input_shape": [8, 8, 1],
+            "theta": 0.7,
+            "calibration": stats.calibrate([1, 2, 1], n),
+        },
+        decoy_x=decoy_x,
+        decoy_truth=pixel_label(decoy_x).astype(np.int32),
+    )
+
+
+@pytest.mark.parametrize("protocol", remote.PROTOCOLS)
+@pytest.mark.parametrize("pixels", suspects.PIXELS)
+def test_honest_server_verifies_through_the_shuffle(server, fp, protocol, pixels):
+    suspect = suspects.load_suspect(
+        url(server[0], protocol, "honest"), pixels=pixels, batch_size=10, http=FAST
+    )
+    res = fp_lib.verify_suspect(fp, suspect)
+    assert res["fingerprint_accuracy"] == 1.0 and res["decoy_accuracy"] == 1.0
+    assert res["verified"] and res["protocol"] == f"http-{protocol}"
+    assert res["n_queries"] == 48 and res["requests"] == 5 and res["retries"] == 0
+
+
+def test_transient_failure_is_retried(server, fp):
+    suspect = suspects.load_suspect(url(server[0], "v1", "flaky"), batch_size=48, http=FAST)
+    res = fp_lib.verify_suspect(fp, suspect)
+    assert res["fingerprint_accuracy"] == 1.0 and res["retries"] == 1 and res["requests"] == 1
+
+
+@pytest.mark.parametrize(
+    "protocol,mode,match",
+    [
+        ("v1", "slow", "timed out .* after 2 tries"),
+        ("v2", "short", "47 answers for 48 inputs"),
+        ("v1", "garbage", "malformed JSON"),
+        ("v2", "garbage", "malformed JSON"),
+        ("v1", "error500", "HTTP 500: internal error after 3 tries"),
+        ("v1", "range", r"labels out of range 0..9"),
+        ("v2", "range", r"labels out of range 0..9"),
+        ("v1", "nan", "NaN"),
+        ("v2", "nan", "NaN"),
+    ],
+)
+def test_faults_raise_one_clear_error(server, fp, protocol, mode, match):
+    options = remote.Options(timeout=0.3, retries=1 if mode == "slow" else 2, backoff=0.01)
+    suspect = suspects.load_suspect(url(server[0], protocol, mode), batch_size=48, http=options)
+    with pytest.raises(suspects.SuspectError, match=match) as e:
+        fp_lib.verify_suspect(fp, suspect)
+    assert "\n" not in str(e.value) and url(server[0], protocol, mode) in str(e.value)
+
+
+def test_client_errors_are_not_retried(server, fp):
+    base, srv = server
+    suspect = suspects.load_suspect(url(base, "v1", "missing"), http=FAST)
+    with pytest.raises(suspects.SuspectError, match="HTTP 404: no such model$"):
+        fp_lib.verify_suspect(fp, suspect)
+    assert srv.hits["missing"] == 1
+
+
+def test_refused_connection(fp):
+    suspect = suspects.load_suspect(
+        f"http://127.0.0.1:{free_port()}/v1/models/m:predict", http=FAST
+    )
+    with pytest.raises(suspects.SuspectError, match="connection refused after 3 tries"):
+        fp_lib.verify_suspect(fp, suspect)
+
+
+def test_rate_limit_spaces_requests(server, fp):
+    options = remote.Options(timeout=2, rate_limit=20.0)
+    suspect = suspects.load_suspect(url(server[0], "v1", "honest"), batch_size=12, http=options)
+    start = time.monotonic()
+    res = fp_lib.verify_suspect(fp, suspect)
+    assert res["requests"] == 4 and time.monotonic() - start >= 3 / 20.0
+
+
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        (remote.Options(timeout=0), "timeout = 0"),
+        (remote.Options(retries=-1), "retries = -1"),
+        (remote.Options(rate_limit=-2), "rate_limit = -2"),
+        (remote.Options(protocol="grpc"), "unknown protocol"),
+    ],
+)
+def test_bad_options(options, match):
+    with pytest.raises(suspects.SuspectError, match=match):
+        suspects.load_suspect("http://127.0.0.1:1/v1/models/m:predict", http=options)
+
+
+def test_cli_exits_2_without_a_verdict(server, fp, tmp_path):
+    path = str(tmp_path / "fp.npz")
+    artifact.save(path, fp)
+    for protocol, mode, match in (
+        ("v1", "garbage", "malformed JSON"),
+        ("v2", "error500", "HTTP 500"),
+    ):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fingerprinting.verify",
+                f"--fingerprint={path}",
+                f"--suspect={url(server[0], protocol, mode)}",
+                "--retries=1",
+                "--backoff=0.01",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == ""  # no verdict
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("error:") and match in last and "Traceback" not in proc.stderr
