@@ -85,11 +85,13 @@ def base() -> ml_collections.ConfigDict:
             num_candidates=400,
             fingerprint_size=100,
             batch_size=100,
+            decoys_per_input=3,  # benign test inputs stored per fingerprint input
             loop="auto",
         )
     )  # attack steps: auto, python (CPU) or fori
 
     c.verify = ml_collections.ConfigDict(dict(theta=0.7, significance=0.01))
+    c.removal = removal_section()
 
     c.evaluate = ml_collections.ConfigDict(
         dict(
@@ -98,9 +100,84 @@ def base() -> ml_collections.ConfigDict:
             table1_eps=0.0,  # 0: use extract.eps
             eps_sweep="",  # e.g. "0.05,0.1,0.15,0.25" for Figure 4
             image_grid=16,
+            evasion=True,  # play the evasion game (Section 5.1) after the removal attacks
+        )
+    )
+    # The evasion game: the thief's detector of fingerprint-like inputs.
+    c.evasion = ml_collections.ConfigDict(
+        dict(
+            detector="cnn_small",  # the detector's architecture
+            num_candidates=400,  # D2 starting points of the thief's own C-BIM
+            epochs=10,  # of detector training
+            false_positive_rate=0.05,  # on benign inputs: where the thief sets its threshold
+            max_auc=0.6,  # a detector AUC up to this cannot tell the fingerprint apart
+            max_cost=0.05,  # benign accuracy the thief may give up and still win
         )
     )
     return c
+
+
+ALL_ATTACKS = (
+    "ftll,ftal,rtll,rtal,fgm,pgd,retraining,jagielski,papernot,knockoff,"
+    "ensemble,noise,true_labels,prune,prune_finetune,quantize"
+)
+
+
+def removal_section() -> ml_collections.ConfigDict:
+    """The removal attacks `evaluate` runs on the source (Section 6.3, Tables 4-5),
+    in the order of `attacks`, and their settings. Where the defaults come from:
+
+    - `finetune_size` 10,000 and `adversarial_size` 1,000: the paper (Section
+      6.3), capped by the adversary's data D2.
+    - `finetune_lr_scale` 0.1 (fine-tuning at a tenth of the training learning
+      rate; RTLL and RTAL train their fresh last layer at the full rate) and
+      `finetune_epochs` 5: common practice in fine-tuning attacks on
+      watermarks; the paper gives no values.
+    - `adversarial_eps` 8/255, `adversarial_alpha` 2/255, `adversarial_steps` 7:
+      Madry et al.'s L-inf adversarial training; the paper gives no values.
+    - `distill_epochs` 0: the attacks that train a model from scratch train as
+      long as the adversary's testing surrogates (`train.epochs`).
+    - `jagielski_temperature` T' = 1 (Eq. 4): the paper gives no value; Eq. 4
+      applies the softmax to probabilities, which T' changes little.
+    - `papernot_seed_size` 150, `papernot_rounds` 6, `papernot_lambda` 0.1:
+      Papernot et al.'s MNIST setting (each round doubles the set).
+    - `knockoff_data`: the transfer set, another distribution than the attacked
+      data (the paper: one with nine times as many classes; the paper configs
+      take ImageNet32 for CIFAR-10 and CINIC-10); `sample_images` (patches of
+      scikit-learn's bundled photographs) works offline. `knockoff_size` 0: as
+      many queries as D2 has inputs (the paper: all the adversary's data).
+    - `ensemble_size` 3, `noise_lambdas` and `truth_shares`: the paper.
+    - `prune_sparsities` and `prune_finetune_epochs` 1: beyond the paper; the
+      usual sweep of layer-wise magnitude pruning (Han et al., 2015).
+    - `strategy`: how the members of an attack's group run, as `models.strategy`
+      (speed only, never results).
+    """
+    return ml_collections.ConfigDict(
+        dict(
+            attacks=ALL_ATTACKS,
+            distill_epochs=0,  # 0: train.epochs
+            finetune_size=10_000,
+            finetune_epochs=5,
+            finetune_lr_scale=0.1,
+            adversarial_size=1_000,
+            adversarial_eps=8 / 255,
+            adversarial_alpha=2 / 255,
+            adversarial_steps=7,
+            jagielski_temperature=1.0,
+            papernot_seed_size=150,
+            papernot_rounds=6,
+            papernot_lambda=0.1,
+            knockoff_data="sample_images",
+            knockoff_dir="",
+            knockoff_size=0,  # 0: len(D2)
+            ensemble_size=3,
+            noise_lambdas="0.05,0.1,0.2,0.3,0.4,0.5",
+            truth_shares="0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4",
+            prune_sparsities="0.2,0.4,0.6,0.8,0.9",
+            prune_finetune_epochs=1,
+            strategy="auto",
+        )
+    )
 
 
 def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -115,7 +192,29 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.extract.tau = 0.0
     c.evaluate.table1_points = 16
     c.evaluate.table1_methods = "cbim,fgsm,bim"
+    c.removal.update(SMOKE_REMOVAL)
+    c.evasion.update(dict(detector="mlp", num_candidates=32, epochs=1))
     return c
+
+
+# Every code path of the removal attacks (frozen layers, adversarial examples,
+# augmentation rounds, a transfer set, disjoint subsets, per-member targets and
+# masks, quantization) on a minimal budget.
+SMOKE_REMOVAL = dict(
+    attacks="rtll,pgd,papernot,knockoff,ensemble,true_labels,prune_finetune,quantize",
+    distill_epochs=1,
+    finetune_size=256,
+    finetune_epochs=1,
+    adversarial_size=32,
+    adversarial_steps=2,
+    papernot_seed_size=32,
+    papernot_rounds=1,
+    knockoff_data="sample_images",
+    knockoff_size=128,
+    ensemble_size=2,
+    truth_shares="0.2,1.0",
+    prune_sparsities="0.5,0.9",
+)
 
 
 PAPER_MIX = "resnet20:{a},resnet56:{b},densenet:{b},vgg16:{b},vgg19:{b},mobilenetv2:{b}"
@@ -160,14 +259,20 @@ def paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     )
     c.evaluate.table1_points = 300  # Section 4.3: 300 correctly classified starting points
     c.evaluate.eps_sweep = "0.01,0.05,0.1,0.15,0.25,0.3"  # Figure 4
+    # Section 6.3: "model extraction uses all the data available to the
+    # adversary": 1,500 seeds doubled in 6 rounds are 96,000 inputs, about D2.
+    c.removal.papernot_seed_size = 1_500
     return c
 
 
-def paper_config(name: str, sizes: tuple[int, int, int], arg: str | None):
-    """A paper config for one data set: party sizes D1, D2, test; `arg` 'tiny' shrinks it."""
+def paper_config(name: str, sizes: tuple[int, int, int], arg: str | None, knockoff: str):
+    """A paper config for one data set: party sizes D1, D2, test and Knockoff's
+    transfer set (its directory goes in `removal.knockoff_dir`); `arg` 'tiny'
+    shrinks it."""
     check_arg(arg, ("tiny",))
     c = paper(base())
     c.data.update(dict(name=name, d1_size=sizes[0], d2_size=sizes[1], test_size=sizes[2]))
+    c.removal.knockoff_data = knockoff
     return tiny_paper(c) if arg == "tiny" else c
 
 
@@ -182,4 +287,8 @@ def tiny_paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.update(dict(epochs=1, source_epochs=1, batch_size=8, chunk_steps=8))
     c.extract.update(dict(steps=2, num_candidates=8, batch_size=8, tau=0.0))
     c.evaluate.update(dict(table1_points=4, table1_methods="cbim,fgsm", eps_sweep=""))
+    c.removal.update(SMOKE_REMOVAL)  # offline: the transfer set is the sample photographs
+    c.removal.update(
+        dict(finetune_size=8, adversarial_size=4, papernot_seed_size=4, knockoff_size=8)
+    )
     return c

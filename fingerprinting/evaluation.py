@@ -1,11 +1,12 @@
-"""The evaluation harness: verify every testing model, and the paper's Table 1.
+"""The evaluation harness: verify every testing model, the removal attacks, Table 1.
 
 `run_evaluate` verifies the source, every testing surrogate and reference and
-the calibration references against the fingerprint (Tables 2-3), and compares
-the attack methods on shared starting points (Table 1, Figure 5, and the
-epsilon sweep of Figure 4 when the config asks for one). Rows go to
-`metrics.jsonl` and `table1.jsonl`; rows already there are not computed again.
-The report is rebuilt from those files at the end.
+the calibration references against the fingerprint (Tables 2-3), runs the
+removal attacks the config lists on the source and verifies what they stole
+(Tables 4-5), and compares the attack methods on shared starting points
+(Table 1, Figure 5, and the epsilon sweep of Figure 4 when the config asks for
+one). Rows go to `metrics.jsonl` and `table1.jsonl`; rows already there are
+not computed again. The report is rebuilt from those files at the end.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import pipeline
 from fingerprinting import progress
+from fingerprinting import evasion
+from fingerprinting import faults
+from fingerprinting import removal
 from fingerprinting import report
 from fingerprinting import attacks
 
@@ -45,6 +49,15 @@ def parse_floats(spec: str) -> list[float]:
         raise ValueError(f"expected comma-separated numbers, got {spec!r}") from None
 
 
+def verdict(fp, labels, config) -> dict:
+    """Algorithm 1 on a model's labels, and the calibrated decision beside it."""
+    v = fp_lib.verify_labels(fp, labels)
+    v["verified_calibrated"] = (
+        v["p_value"] is not None and v["p_value"] < config.verify.significance
+    )
+    return v
+
+
 def verify_zoo(zoo, fp, config) -> list[dict]:
     """One metrics row per model of the tested kinds."""
     rows = []
@@ -52,11 +65,35 @@ def verify_zoo(zoo, fp, config) -> list[dict]:
         for tg in zoo.get(kind):
             labels = fp_lib.labels_of([tg], fp.inputs, zoo.strategy)
             for rec, lab in zip(tg.records(), labels):
-                v = fp_lib.verify_labels(fp, lab)
-                v["verified_calibrated"] = (
-                    v["p_value"] is not None and v["p_value"] < config.verify.significance
-                )
+                v = verdict(fp, lab, config)
                 rows.append(dict(rec, part=zoo.party_name(kind), attack="none", **v))
+    return rows
+
+
+def run_removal(zoo, fp, config, rows: list[dict], path: str) -> list[dict]:
+    """Runs every attack of config.removal.attacks not yet in `rows` and appends
+    one row per attacked model to metrics.jsonl (`path`) after each attack."""
+    start, ran = time.time(), 0
+    for name in removal.parse_attacks(config.removal.attacks):
+        done = any(r["kind"] == "attack" and r["attack"] == name for r in rows)
+        if removal.finished(zoo.workdir, name, config) and done:
+            continue
+        rows = [r for r in rows if not (r["kind"] == "attack" and r["attack"] == name)]
+        attacked = removal.run_attack(name, zoo, config)
+        labels = attacked.deployed_logits(fp.inputs).argmax(-1)
+        new = [
+            dict(rec, **verdict(fp, lab, config)) for rec, lab in zip(attacked.records(), labels)
+        ]
+        progress.log(
+            f"attack {name}: fingerprint accuracy "
+            + " ".join(f"{r['fingerprint_accuracy']:.2f}" for r in new)
+        )
+        rows = rows + new
+        files.write_jsonl_atomic(path, rows)
+        faults.point("removal_attack")
+        ran += 1
+    if ran:
+        progress.log(f"removal attacks: {ran} run in {time.time() - start:.0f} s")
     return rows
 
 
@@ -151,20 +188,30 @@ def table1(zoo, config, workdir: str) -> list[dict]:
             )
             rows.append(row)
             files.write_jsonl_atomic(path, rows)
+            faults.point("table1_row")
     return rows
 
 
 def run_evaluate(config, workdir: str) -> list[dict]:
     parse_methods(config.evaluate.table1_methods)
     parse_floats(config.evaluate.eps_sweep)
+    removal.validate(config)
+    evasion.settings(config)
     zoo = pipeline.open_zoo(config, workdir)
     fp = pipeline.run_extract(config, workdir, zoo=zoo)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     rows = files.read_jsonl(metrics_path)
-    if not rows:
-        rows = verify_zoo(zoo, fp, config)
+    before = (rows, files.read_jsonl(os.path.join(workdir, "table1.jsonl")))
+    if not any(r["kind"] != "attack" for r in rows):
+        rows = verify_zoo(zoo, fp, config) + rows
+        files.write_jsonl_atomic(metrics_path, rows)
+    rows = run_removal(zoo, fp, config, rows, metrics_path)
+    if config.evaluate.evasion and not any(r["kind"] == "evasion" for r in rows):
+        rows = rows + evasion.run_evasion(zoo, fp, config)
         files.write_jsonl_atomic(metrics_path, rows)
     t1 = table1(zoo, config, workdir)
+    if (rows, t1) == before:
+        progress.log(f"evaluate: every result is in {workdir}; nothing to do but the report")
     report.write_report(workdir, fp, rows, t1, config)
-    print(report.verdict_table(rows))
+    print(report.verdict_table([r for r in rows if r["kind"] != "evasion"]))
     return rows

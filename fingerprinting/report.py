@@ -3,9 +3,11 @@
 Built only from the files of a work directory (metrics.jsonl, table1.jsonl,
 the fingerprint), so it can be rebuilt at any time. Writes WORKDIR/report.md
 and PNGs in WORKDIR/plots/: fingerprint accuracy of every model against theta,
-per-example conferrability of each attack method (Figure 5), conferrability
-against epsilon (Figure 4) when there is a sweep, and fingerprint images
-beside their originals (Figures 7-8).
+the removal attacks in the form of Tables 4-5 with fingerprint accuracy
+against test accuracy and across each attack's sweep, per-example
+conferrability of each attack method (Figure 5), conferrability against
+epsilon (Figure 4) when there is a sweep, and fingerprint images beside their
+originals (Figures 7-8).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fingerprinting import evasion  # noqa: E402
 from fingerprinting import files  # noqa: E402
 
 KIND_COLORS = {
@@ -88,6 +91,154 @@ def plot_fingerprint_accuracy(rows, theta, path):
     _save(fig, path)
 
 
+# The paper counts an attack as a success for the defender when the stolen
+# model keeps its accuracy within five points of the source's and is verified.
+ACCURACY_BAND = 0.05
+SWEEP_LABELS = {
+    "lambda": "noise weight lambda (Noise)",
+    "rho": "share of ground-truth labels rho (True labels)",
+    "sparsity": "share of weights pruned (magnitude pruning)",
+}
+
+
+def source_accuracy(rows) -> float | None:
+    acc = [r["test_accuracy"] for r in rows if r["kind"] == "source"]
+    return acc[0] if acc else None
+
+
+def within_band(row, source_acc) -> bool:
+    return source_acc is not None and abs(row["test_accuracy"] - source_acc) <= ACCURACY_BAND + 1e-9
+
+
+def format_parameters(parameters: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in parameters.items())
+
+
+def plot_removal_accuracy(rows, theta, path):
+    """Fingerprint accuracy against test accuracy: attacked models, testing models, source."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    src = source_accuracy(rows)
+    if src is not None:
+        ax.axvspan(
+            src - ACCURACY_BAND,
+            src + ACCURACY_BAND,
+            color="0.9",
+            label=f"within {ACCURACY_BAND * 100:.0f} points of the source",
+        )
+    ax.axhline(theta, color="k", ls="--", lw=1, label=f"theta = {theta}")
+    kinds = (
+        ("testing_surrogate", "o", "testing surrogates"),
+        ("testing_reference", "s", "testing references"),
+        ("calibration_reference", "s", "calibration references"),
+        ("source", "*", "source"),
+    )
+    for kind, marker, label in kinds:
+        pts = [(r["test_accuracy"], r["fingerprint_accuracy"]) for r in rows if r["kind"] == kind]
+        if pts:
+            ax.scatter(
+                *zip(*pts), marker=marker, s=60, color=KIND_COLORS[kind], label=label, zorder=3
+            )
+    attacked = [r for r in rows if r["kind"] == "attack"]
+    cmap = plt.get_cmap("tab20")
+    for i, attack in enumerate(dict.fromkeys(r["attack"] for r in attacked)):
+        pts = [
+            (r["test_accuracy"], r["fingerprint_accuracy"])
+            for r in attacked
+            if r["attack"] == attack
+        ]
+        ax.scatter(*zip(*pts), marker="D", s=28, color=cmap(i % 20), label=f"attack: {attack}")
+    ax.set_xlabel("test accuracy")
+    ax.set_ylabel("fingerprint accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Removal attacks: fingerprint against test accuracy (Tables 4-5)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7)
+    _save(fig, path)
+
+
+def sweeps(rows) -> dict[str, dict[str, list[tuple]]]:
+    """{parameter: {attack: [(value, fingerprint acc, test acc), ...]}} of the swept attacks."""
+    out: dict[str, dict[str, list[tuple]]] = {}
+    for r in rows:
+        if r["kind"] == "attack" and r.get("sweep"):
+            point = (r["parameters"][r["sweep"]], r["fingerprint_accuracy"], r["test_accuracy"])
+            out.setdefault(r["sweep"], {}).setdefault(r["attack"], []).append(point)
+    return out
+
+
+def plot_sweeps(rows, theta, path):
+    """Fingerprint accuracy (solid) and test accuracy (dashed) across each sweep."""
+    by_key = sweeps(rows)
+    fig, axes = plt.subplots(1, len(by_key), figsize=(4.6 * len(by_key), 3.8), squeeze=False)
+    for ax, (key, by_attack) in zip(axes[0], by_key.items()):
+        for i, (attack, pts) in enumerate(by_attack.items()):
+            v, fpa, test = zip(*sorted(pts))
+            ax.plot(v, fpa, marker="o", color=f"C{i}", label=f"{attack}: fingerprint")
+            ax.plot(v, test, marker=".", ls=":", color=f"C{i}", label=f"{attack}: test")
+        ax.axhline(theta, color="k", ls="--", lw=1, label=f"theta = {theta}")
+        ax.set_xlabel(SWEEP_LABELS.get(key, key))
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+    fig.suptitle("Fingerprint and test accuracy across the attacks' sweeps")
+    _save(fig, path)
+
+
+def removal_section(rows, theta, significance, plots) -> list[str]:
+    """Tables 4-5 and the two plots, from the attack rows of metrics.jsonl."""
+    attacked = [r for r in rows if r["kind"] == "attack"]
+    if not attacked:
+        return []
+    plot_removal_accuracy(rows, theta, os.path.join(plots, "removal_accuracy.png"))
+    src = source_accuracy(rows)
+    kept = [r for r in attacked if within_band(r, src)]
+    seconds = sum({r["attack"]: r.get("seconds", 0.0) for r in attacked}.values())
+    lines = [
+        "## Removal attacks (Tables 4-5)",
+        "",
+        f"Every attack starts from the source (test accuracy {src:.3f}) and the adversary's "
+        f"data D2; they took {seconds:.0f} s. {len(kept)} of {len(attacked)} attacked models "
+        f"keep their test accuracy within {ACCURACY_BAND * 100:.0f} points of the source's; "
+        f"the fingerprint verifies {sum(r['verified'] for r in kept)} of those at theta = "
+        f"{theta} and {sum(bool(r.get('verified_calibrated')) for r in kept)} by the "
+        f"calibrated test (p < {significance}).",
+        "",
+        _md_table(
+            [
+                "family",
+                "attack",
+                "parameters",
+                "test acc",
+                "fingerprint acc",
+                "verified (theta)",
+                "p beta-binomial",
+                f"verified (p < {significance})",
+                "within 5 points",
+            ],
+            [
+                [
+                    r.get("family", ""),
+                    r["attack"],
+                    format_parameters(r.get("parameters", {})),
+                    f"{r['test_accuracy']:.3f}",
+                    f"{r['fingerprint_accuracy']:.3f}",
+                    "yes" if r["verified"] else "no",
+                    _fmt_p(r.get("p_value")),
+                    "yes" if r.get("verified_calibrated") else "no",
+                    "yes" if within_band(r, src) else "no",
+                ]
+                for r in attacked
+            ],
+        ),
+        "",
+        "![fingerprint against test accuracy](plots/removal_accuracy.png)",
+        "",
+    ]
+    if sweeps(rows):
+        plot_sweeps(rows, theta, os.path.join(plots, "removal_sweeps.png"))
+        lines += ["![sweeps](plots/removal_sweeps.png)", ""]
+    return lines
+
+
 def plot_conferrability_per_example(t1, eps, path):
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in (r for r in t1 if r["eps"] == eps):
@@ -138,7 +289,8 @@ def plot_image_grid(fp, count, path):
 def write_report(workdir, fp, rows, t1, config) -> str:
     plots = os.path.join(workdir, "plots")
     theta = fp.meta.get("theta", 0.7)
-    plot_fingerprint_accuracy(rows, theta, os.path.join(plots, "fingerprint_accuracy.png"))
+    models = [r for r in rows if r["kind"] not in ("attack", "evasion")]  # their own sections
+    plot_fingerprint_accuracy(models, theta, os.path.join(plots, "fingerprint_accuracy.png"))
     plot_image_grid(fp, config.evaluate.image_grid, os.path.join(plots, "fingerprint_images.png"))
     base_eps = config.evaluate.table1_eps or config.extract.eps
     if t1:
@@ -187,13 +339,17 @@ def write_report(workdir, fp, rows, t1, config) -> str:
                     _fmt_p(r.get("p_value_binomial")),
                     "yes" if r.get("verified_calibrated") else "no",
                 ]
-                for r in rows
+                for r in models
             ],
         ),
         "",
         "![fingerprint accuracy](plots/fingerprint_accuracy.png)",
         "",
     ]
+    md += removal_section(rows, theta, config.verify.significance, plots)
+    evading = evasion.report_section(rows, workdir)
+    if evading:
+        md += [evading, ""]
     if t1:
         md += [
             "## Attack methods (Table 1)",
