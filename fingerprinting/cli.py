@@ -48,6 +48,53 @@ def check_no_args(argv) -> None:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
 
 
+def fail(message: str) -> None:
+    """Ends the process the way every user error ends it: one line, status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def flag_error_message(e: BaseException) -> str:
+    """One line for an error raised while parsing flags and loading the config."""
+    chain = [e]
+    while chain[-1].__cause__ or chain[-1].__context__:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    for c in chain:  # ml_collections: "'key'\nDid you mean "keys" instead of "key"?"
+        lines = str(c.args[0] if isinstance(c, KeyError) and c.args else c).splitlines()
+        hint = [line for line in lines if line.startswith("Did you mean")]
+        if hint:
+            return (
+                f"unknown config key {lines[0].strip(chr(39))}; {hint[0][0].lower()}{hint[0][1:]}"
+            )
+    if isinstance(e, SyntaxError):
+        return f"config file {e.filename}: {e.msg} (line {e.lineno})"
+    deepest = chain[-1]
+    if isinstance(deepest, OSError) and deepest.strerror:
+        return f"cannot load the config {deepest.filename}: {deepest.strerror}"
+    errno_lines = [line.strip() for line in str(deepest).splitlines() if "[Errno" in line]
+    if errno_lines:  # ml_collections lists every path it tried
+        return f"cannot load the config: {errno_lines[-1].split('] ', 1)[-1]}"
+    if isinstance(deepest, KeyError):
+        return f"unknown config key {str(deepest.args[0]) if deepest.args else ''}"
+    if isinstance(e, flags.Error) and "Traceback" not in str(e):
+        return _first_line(e)
+    return _first_line(deepest)
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 (a config file can raise anything)
+        if any(a in ("--verbose", "-verbose") for a in argv):
+            raise
+        fail(flag_error_message(e))
+
+
 def run(main) -> None:
     """absl's app.run, with user errors reported as one line."""
 
@@ -62,8 +109,8 @@ def run(main) -> None:
         except USER_ERRORS as e:
             if _VERBOSE.value:
                 raise
-            message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            print(f"error: {message}", file=sys.stderr)
-            sys.exit(2)
+            if str(e).startswith("Configuration is not available"):  # loaded lazily
+                fail(flag_error_message(e))
+            fail(_first_line(e))
 
-    app.run(wrapped)
+    app.run(wrapped, flags_parser=_parse_flags)

@@ -12,21 +12,53 @@ import os
 import tempfile
 from typing import Any, Iterable
 
+from fingerprinting import faults
+
+
+TMP_PREFIX = ".tmp-"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
+    """Writes `data` to `path` whole or not at all; an error names the file."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; artifacts are ordinary files
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            half = len(data) // 2
+            f.write(data[:half])
+            faults.check_disk(path)
+            faults.point("write")
+            f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        _remove(tmp)
+        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
+
+
+def remove_temporaries(directory: str) -> list[str]:
+    """Deletes what killed atomic writes left in `directory` (never trusted, only litter)."""
+    if not os.path.isdir(directory):
+        return []
+    stale = [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(TMP_PREFIX)]
+    for path in stale:
+        _remove(path)
+    return stale
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def write_text_atomic(path: str, text: str) -> None:

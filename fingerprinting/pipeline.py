@@ -18,11 +18,13 @@ import os
 import types
 
 from fingerprinting import artifact
+from fingerprinting import evasion
 from fingerprinting import ensemble
 from fingerprinting import data as data_lib
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import progress
+from fingerprinting import removal
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.attacks import cbim as cbim_lib
 
@@ -46,6 +48,8 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     keys = sorted(set(old) | set(new))
     out = []
     for k in keys:
+        if k not in old:  # a field newer than the run: the run had its default
+            continue
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f"{prefix}{k}.")
@@ -54,28 +58,35 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def pin_config(config, workdir: str, sections=PINNED) -> None:
-    """Writes config.json, refusing one that changes what the workdir holds."""
+def check_pinned(config, workdir: str, sections=PINNED) -> None:
+    """Refuses a config that would change what the work directory holds."""
     path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return
+    try:
+        old = files.read_json(path)
+    except (OSError, ValueError) as e:
+        raise WorkdirError(f"{path} is unreadable ({e}); use a new --workdir") from None
     new = json.loads(config.to_json())
-    if os.path.exists(path):
-        try:
-            old = files.read_json(path)
-        except (OSError, ValueError) as e:
-            raise WorkdirError(f"{path} is unreadable ({e}); use a new --workdir") from None
-        diff = [
-            d
-            for d in _differences(
-                {k: old.get(k) for k in sections}, {k: new.get(k) for k in sections}
-            )
-            if d.split(":")[0] not in UNPINNED
-        ]
-        if diff:
-            raise WorkdirError(
-                f"{workdir} holds a run made with another config ({'; '.join(diff[:3])}"
-                f"{'; ...' if len(diff) > 3 else ''}); use a new --workdir"
-            )
-    files.write_json_atomic(path, new)
+    diff = [
+        d
+        for d in _differences({k: old.get(k) for k in sections}, {k: new.get(k) for k in sections})
+        if d.split(":")[0] not in UNPINNED
+    ]
+    if diff:
+        raise WorkdirError(
+            f"{workdir} holds a run made with another config ({'; '.join(diff[:3])}"
+            f"{'; ...' if len(diff) > 3 else ''}); use a new --workdir"
+        )
+
+
+def pin_config(config, workdir: str, sections=PINNED) -> None:
+    """Writes config.json on a work directory's first run; refuses a config that
+    changes what the work directory holds."""
+    check_pinned(config, workdir, sections)
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        files.write_json_atomic(path, json.loads(config.to_json()))
 
 
 def load_splits(config) -> data_lib.Splits:
@@ -87,6 +98,8 @@ def load_splits(config) -> data_lib.Splits:
 def validate(config) -> None:
     """Every name and range in a config, checked before any data or training."""
     zoo_lib.validate(config)
+    removal.validate(config)
+    evasion.settings(config)
     ensemble.resolve_loop(config.train.loop)
     e = config.extract
     ensemble.resolve_loop(e.loop)
@@ -106,6 +119,7 @@ def validate(config) -> None:
         ("extract.tau", e.tau, 0 <= e.tau <= 1),
         ("verify.theta", config.verify.theta, 0 < config.verify.theta <= 1),
         ("extract.num_candidates", e.num_candidates, e.num_candidates >= 1),
+        ("extract.decoys_per_input", e.decoys_per_input, e.decoys_per_input >= 0),
         ("train.epochs", config.train.epochs, config.train.epochs >= 1),
         ("train.batch_size", config.train.batch_size, config.train.batch_size >= 1),
     ]
@@ -115,10 +129,16 @@ def validate(config) -> None:
 
 
 def open_zoo(config, workdir: str) -> zoo_lib.Zoo:
+    """The zoo of a work directory; nothing is written before the config and the
+    data have been checked."""
     validate(config)  # names first: no data loading for a typo
+    check_pinned(config, workdir)
+    splits = load_splits(config)
     os.makedirs(workdir, exist_ok=True)
+    for d in (workdir, os.path.join(workdir, "plots")):
+        files.remove_temporaries(d)
     pin_config(config, workdir)
-    return zoo_lib.Zoo(config, workdir, load_splits(config))
+    return zoo_lib.Zoo(config, workdir, splits)
 
 
 def run_train(config, workdir: str) -> list[dict]:
@@ -138,10 +158,37 @@ def fingerprint_path(workdir: str) -> str:
     return os.path.join(workdir, FINGERPRINT_FILE)
 
 
-def run_extract(config, workdir: str, *, zoo=None) -> artifact.Fingerprint:
+def _extract_differences(fp: artifact.Fingerprint, config) -> list[str]:
+    made = fp.meta.get("config", {}).get("extract", {})
+    now = config.extract.to_dict()
+    return [d for d in _differences(made, now) if not d.startswith("loop:")]
+
+
+def keep_old(path: str) -> str:
+    """Links `path` to a free name beside it (NAME.old-N.EXT) and returns that name."""
+    stem, ext = os.path.splitext(path)
+    n = 1
+    while os.path.exists(f"{stem}.old-{n}{ext}"):
+        n += 1
+    os.link(path, f"{stem}.old-{n}{ext}")
+    return f"{stem}.old-{n}{ext}"
+
+
+def run_extract(config, workdir: str, *, zoo=None, overwrite: bool = False) -> artifact.Fingerprint:
+    """The fingerprint of a work directory, extracted unless it is already there.
+
+    An existing fingerprint is never replaced unless `overwrite`; then the old
+    file stays beside the new one as fingerprint.old-N.npz.
+    """
     path = fingerprint_path(workdir)
-    if os.path.exists(path):
+    if os.path.exists(path) and not overwrite:
         fp = artifact.load(path)
+        diff = _extract_differences(fp, config)
+        if diff:
+            raise WorkdirError(
+                f"{path} was made with other extract settings ({'; '.join(diff[:3])}); "
+                "pass --overwrite to extract a new one (the old file is kept)"
+            )
         progress.log(f"extract: {path} exists ({len(fp)} examples); nothing to do")
         return fp
     zoo = zoo or open_zoo(config, workdir)
@@ -153,6 +200,14 @@ def run_extract(config, workdir: str, *, zoo=None) -> artifact.Fingerprint:
             f"(of {fp.meta['candidates']} candidates, {fp.meta['adversarial']} adversarial); "
             "try a larger extract.eps, more extract.steps or a lower extract.tau"
         )
-    artifact.save(path, fp)
+    old = keep_old(path) if os.path.exists(path) else None
+    try:
+        artifact.save(path, fp)
+    except BaseException:
+        if old:  # the old file is still in place: no second copy of it
+            os.unlink(old)
+        raise
+    if old:
+        progress.log(f"extract: the previous fingerprint is kept as {old}")
     progress.log(f"extract: wrote {path}")
     return fp

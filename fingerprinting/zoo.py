@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 
 from fingerprinting import data as data_lib
 from fingerprinting import ensemble
+from fingerprinting import faults
 from fingerprinting import files
 from fingerprinting import labels as labels_lib
 from fingerprinting import models
@@ -38,6 +39,10 @@ SURROGATE_KINDS = ("training_surrogate", "testing_surrogate")
 
 
 class SpecError(ValueError):
+    pass
+
+
+class CheckpointError(ValueError):
     pass
 
 
@@ -145,6 +150,7 @@ class Zoo:
         self.strategy = ensemble.resolve_strategy(config.models.strategy)
         self._source_logits: dict[str, np.ndarray] = {}
         self._cache: dict[str, list[TrainedGroup]] = {}
+        self.trained_now = 0  # groups trained (not loaded) by this process
 
     def group_dir(self, group: ensemble.Group) -> str:
         return os.path.join(self.workdir, "models", group.name)
@@ -202,9 +208,7 @@ class Zoo:
         final = os.path.join(gdir, "final")
         test = self.splits.test
         if os.path.exists(result_path):
-            variables = load_variables(final, group, self.splits.input_shape)
-            acc = np.asarray(files.read_json(result_path)["test_accuracy"])
-            return TrainedGroup(kind, group, variables, acc)
+            return TrainedGroup(kind, group, *self._load(gdir, group))
         split = self.party(kind)
         cfg = self.config.train
         epochs = cfg.source_epochs if kind == "source" else cfg.epochs
@@ -224,6 +228,7 @@ class Zoo:
         )
         acc = training.accuracies(group.model, variables, test.x, test.y, strategy=self.strategy)
         save_variables(final, variables)
+        faults.point("group_final")  # final variables written, result.json not yet
         files.write_json_atomic(
             result_path,
             {
@@ -235,10 +240,35 @@ class Zoo:
             },
         )
         progress.log(f"{group.name}: test accuracy " + " ".join(f"{a:.3f}" for a in acc))
+        self.trained_now += 1
+        faults.point("group")  # between groups
         return TrainedGroup(kind, group, variables, acc)
+
+    def _load(self, gdir: str, group: ensemble.Group) -> tuple[dict, np.ndarray]:
+        """The final variables and test accuracies of a trained group, checked."""
+        try:
+            record = files.read_json(os.path.join(gdir, "result.json"))
+            acc = np.asarray(record["test_accuracy"], np.float64)
+            if record.get("architecture", group.arch) != group.arch or acc.shape != (group.size,):
+                raise ValueError(
+                    f"it holds {record.get('architecture')} x{acc.size}, "
+                    f"the config asks for {group.arch} x{group.size}"
+                )
+            variables = load_variables(os.path.join(gdir, "final"), group, self.splits.input_shape)
+        except Exception as e:  # noqa: BLE001 (orbax raises many kinds on a bad checkpoint)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"{gdir} is not a readable model group ({reason}); "
+                "move it away to train the group again"
+            ) from None
+        return variables, acc
 
     def train_all(self, kinds=tuple(KINDS)) -> list[dict]:
         """Trains every group of the given kinds; writes and returns models.jsonl rows."""
         rows = [r for kind in kinds for tg in self.get(kind) for r in tg.records()]
-        files.write_jsonl_atomic(os.path.join(self.workdir, "models.jsonl"), rows)
+        path = os.path.join(self.workdir, "models.jsonl")
+        if not self.trained_now and files.read_jsonl(path) == rows:
+            progress.log(f"train: all {len(rows)} models are trained; nothing to do")
+            return rows
+        files.write_jsonl_atomic(path, rows)
         return rows

@@ -18,3 +18,14 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 @pytest.fixture
 def rng():
     return jax.random.PRNGKey(0)
+
+
+@pytest.fixture(scope="session")
+def smoke_workdir(tmp_path_factory):
+    """One complete run (train, extract, evaluate) on the smoke config, shared by
+    every test that only reads it."""
+    from _cli import SMOKE, run
+
+    wd = str(tmp_path_factory.mktemp("smoke") / "wd")
+    run("evaluate", SMOKE, f"--workdir={wd}")
+    return wd

@@ -343,7 +343,10 @@ def test_tiny_zoo_shapes(tiny):
             assert logits.shape == (group.size, batch, k), (kind, group.arch)
             assert logits.dtype == jnp.float32
             leaves = jax.tree_util.tree_leaves(variables)
-            assert leaves and all(l.shape[0] == group.size for l in leaves), (kind, group.arch)
+            assert leaves and all(leaf.shape[0] == group.size for leaf in leaves), (
+                kind,
+                group.arch,
+            )
     assert seen == set(models.PAPER_ARCHITECTURES)
 
 
