@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import lax
+from jax.extend import core as jax_core
 
 from fingerprinting import ensemble
 from fingerprinting import models
@@ -38,6 +40,21 @@ class ApplyMembersTest(chex.TestCase):
                     chex.assert_shape(got, (3, 5, 10))
                     chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
 
+    def test_input_gradient_of_every_strategy_equals_loop(self):
+        # C-BIM differentiates the members' outputs w.r.t. their shared input.
+        model = models.get_model("cnn_medium", 10)
+        variables = ensemble.init_members(model, jax.random.PRNGKey(1), 3, (8, 8, 1))
+        x = jax.random.uniform(jax.random.PRNGKey(2), (4, 8, 8, 1))
+
+        def loss(xb, strategy):
+            logits = ensemble.apply_members(model, variables, xb, strategy=strategy)
+            return jax.nn.log_softmax(logits)[..., 3].sum()
+
+        want = jax.grad(lambda xb: loss(xb, "unroll"))(x)
+        for strategy in ("map", "vmap"):
+            got = jax.jit(jax.grad(lambda xb, s=strategy: loss(xb, s)))(x)
+            chex.assert_trees_all_close(got, want, atol=1e-5, rtol=1e-5)
+
     def test_members_differ_and_depend_on_their_key_only(self):
         model = models.get_model("cnn_small", 10)
         v3 = ensemble.init_members(model, jax.random.PRNGKey(0), 3, (8, 8, 1))
@@ -52,9 +69,95 @@ class ApplyMembersTest(chex.TestCase):
         assert ensemble.num_members(v5) == 5
         chex.assert_trees_all_close(ensemble.member(v5, 2), ensemble.member(v3, 2))
 
-    def test_unknown_strategy(self):
+    def test_unknown_strategy_and_loop(self):
         with pytest.raises(ValueError, match="unknown member strategy"):
             ensemble.resolve_strategy("threads")
+        with pytest.raises(ValueError, match="unknown loop"):
+            ensemble.resolve_loop("while")
+
+    def test_defaults_per_backend(self):
+        assert ensemble.default_strategy("cpu") == "map"
+        assert ensemble.default_strategy("gpu") == "vmap"
+        assert ensemble.resolve_loop("auto") == "fori"
+
+
+# (dimension numbers, strides, padding, rhs dilation, feature groups)
+CONVS = (
+    (("NHWC", "HWIO", "NHWC"), (1, 1), "SAME", (1, 1), 1),
+    (("NHWC", "HWIO", "NHWC"), (2, 2), "SAME", (1, 1), 1),
+    (("NHWC", "HWIO", "NHWC"), (1, 2), ((2, 0), (1, 1)), (2, 1), 1),
+    (("NCHW", "OIHW", "NCHW"), (2, 1), "VALID", (1, 1), 1),
+    (("NHWC", "HWIO", "NHWC"), (1, 1), "SAME", (1, 1), 2),  # grouped
+)
+
+
+def _conv_fn(dn, strides, padding, dilation, groups):
+    def f(x, w):
+        return lax.conv_general_dilated(
+            x,
+            w,
+            strides,
+            padding,
+            rhs_dilation=dilation,
+            dimension_numbers=dn,
+            feature_group_count=groups,
+        )
+
+    return f
+
+
+def _operands(dn, groups):
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 6, 4))  # NHWC
+    w = jax.random.normal(jax.random.PRNGKey(1), (3, 2, 4 // groups, 6))  # HWIO
+    if dn[0] == "NCHW":
+        x, w = x.transpose(0, 3, 1, 2), w.transpose(3, 2, 0, 1)
+    return x, w
+
+
+def _conv_specs(closed) -> list:
+    """Dimension numbers of every convolution in a jaxpr, inner jaxprs included."""
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive is lax.conv_general_dilated_p:
+                yield eqn.params["dimension_numbers"]
+        for sub in jax_core.subjaxprs(jaxpr):
+            yield from walk(sub)
+
+    return list(walk(closed.jaxpr))
+
+
+class CanonicalConvsTest(chex.TestCase):
+    def test_same_values_and_gradients(self):
+        for case in CONVS:
+            f = _conv_fn(*case)
+            x, w = _operands(case[0], case[-1])
+            loss = lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w)))
+            chex.assert_trees_all_close(
+                ensemble.canonical_convs(f)(x, w), f(x, w), atol=1e-4, rtol=1e-5
+            )
+            want = jax.grad(loss, (0, 1))(x, w)
+            # Differentiated through the rewrite (C-BIM), and rewritten after (training).
+            through = jax.grad(ensemble.canonical_convs(loss), (0, 1))(x, w)
+            after = ensemble.canonical_convs(jax.grad(loss, (0, 1)))(x, w)
+            chex.assert_trees_all_close(through, want, atol=1e-4, rtol=1e-4)
+            chex.assert_trees_all_close(after, want, atol=1e-4, rtol=1e-4)
+
+    def test_every_convolution_of_value_and_gradient_is_canonical(self):
+        canonical = ensemble._canonical_dimension_numbers(4)
+        for case in CONVS:
+            f = _conv_fn(*case)
+            x, w = _operands(case[0], case[-1])
+            loss = lambda x, w, f=f: jnp.sum(f(x, w) ** 2)
+            plain = _conv_specs(jax.make_jaxpr(jax.grad(loss, (0, 1)))(x, w))
+            # Without the rewrite JAX's backward convolutions are not canonical.
+            assert any(spec != canonical for spec in plain)
+            for fn in (
+                jax.grad(ensemble.canonical_convs(loss), (0, 1)),
+                ensemble.canonical_convs(jax.grad(loss, (0, 1))),
+            ):
+                specs = _conv_specs(jax.make_jaxpr(fn)(x, w))
+                assert len(specs) >= 3 and all(spec == canonical for spec in specs), specs
 
 
 class ComposeTest(chex.TestCase):
