@@ -19,6 +19,15 @@ def check_arg(arg, allowed: tuple[str, ...]) -> None:
         )
 
 
+def parse_names(spec: str, allowed, what: str) -> list[str]:
+    """'a, b' -> ['a', 'b'], refusing any name not in `allowed` (`what` names them)."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} {', '.join(unknown)}; expected {', '.join(allowed)}")
+    return names
+
+
 def base() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0

@@ -22,6 +22,7 @@ from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import pipeline
 from fingerprinting import progress
+from fingerprinting import config as config_lib
 from fingerprinting import evasion
 from fingerprinting import faults
 from fingerprinting import removal
@@ -33,13 +34,7 @@ METHODS = ("cbim",) + tuple(attacks.ATTACKS)
 
 
 def parse_methods(spec: str) -> list[str]:
-    methods = [m.strip() for m in spec.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(
-            f"unknown attack method(s) {', '.join(unknown)}; expected {', '.join(METHODS)}"
-        )
-    return methods
+    return config_lib.parse_names(spec, METHODS, "attack method(s)")
 
 
 def parse_floats(spec: str) -> list[float]:

@@ -41,6 +41,7 @@ import ml_collections
 import numpy as np
 
 from fingerprinting import attacks
+from fingerprinting import config as config_lib
 from fingerprinting import data as data_lib
 from fingerprinting import ensemble
 from fingerprinting import files
@@ -523,12 +524,10 @@ ATTACKS: dict[str, Attack] = {
 
 
 def parse_attacks(spec: str) -> list[str]:
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    unknown = [n for n in names if n not in ATTACKS]
-    if unknown:
-        raise RemovalConfigError(
-            f"unknown removal attack(s) {', '.join(unknown)}; expected {', '.join(ATTACKS)}"
-        )
+    try:
+        names = config_lib.parse_names(spec, tuple(ATTACKS), "removal attack(s)")
+    except ValueError as e:
+        raise RemovalConfigError(str(e)) from None
     if len(set(names)) != len(names):
         raise RemovalConfigError(f"removal.attacks names an attack twice: {spec!r}")
     return names

@@ -7,9 +7,6 @@ scores. Each failure must give one error naming it and no verdict.
 """
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -21,9 +18,9 @@ from fingerprinting import remote
 from fingerprinting import stats
 from fingerprinting import suspects
 
+from _cli import assert_one_line_error, run
 from _faulty import free_port, pixel_label, start, url
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = remote.Options(timeout=0.5, retries=2, backoff=0.01)
 
 
@@ -226,23 +223,13 @@ def test_cli_exits_2_without_a_verdict(server, fp, tmp_path):
         ("v1", "garbage", "malformed JSON"),
         ("v2", "error500", "HTTP 500"),
     ):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fingerprinting.verify",
-                f"--fingerprint={path}",
-                f"--suspect={url(server[0], protocol, mode)}",
-                "--retries=1",
-                "--backoff=0.01",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        proc = run(
+            "verify",
+            f"--fingerprint={path}",
+            f"--suspect={url(server[0], protocol, mode)}",
+            "--retries=1",
+            "--backoff=0.01",
             check=False,
         )
-        assert proc.returncode == 2, proc.stderr
+        assert_one_line_error(proc, match)
         assert proc.stdout == ""  # no verdict
-        last = proc.stderr.strip().splitlines()[-1]
-        assert last.startswith("error:") and match in last and "Traceback" not in proc.stderr

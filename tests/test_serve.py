@@ -23,7 +23,8 @@ from fingerprinting import serve
 from fingerprinting import stats
 from fingerprinting import suspects
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _cli import ROOT, run
+
 GROUP = "testing_reference-mlp"
 _MODEL = {}
 
@@ -143,24 +144,14 @@ def test_every_way_gives_the_same_verdict(workdir, served):
 
 
 def test_cli_verifies_over_http(workdir, served):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fingerprinting.verify",
-            f"--fingerprint={workdir}/fingerprint.npz",
-            f"--suspect={served[1]}",
-            "--decoys=20",
-            "--batch_size=16",
-            "--rate_limit=100",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    proc = run(
+        "verify",
+        f"--fingerprint={workdir}/fingerprint.npz",
+        f"--suspect={served[1]}",
+        "--decoys=20",
+        "--batch_size=16",
+        "--rate_limit=100",
     )
-    assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["protocol"] == "http-v2" and result["n_queries"] == 60
     assert result["decoys"] == 20 and result["requests"] == 4 and result["seconds"] > 0
