@@ -49,8 +49,18 @@ def check_no_args(argv) -> None:
 
 
 def fail(message: str) -> None:
-    """Ends the process the way every user error ends it: one line, status 2."""
+    """Ends the process the way every user error ends it: one line, status 2.
+
+    Background threads of Orbax and TensorStore may print tracebacks while the
+    interpreter shuts down after a failed restore ("Event loop is closed"); the
+    error line stays the last thing the user reads because stderr is closed
+    behind it.
+    """
     print(f"error: {message}", file=sys.stderr)
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    sys.stderr = open(devnull, "w")  # noqa: SIM115 (lives until the process ends)
     sys.exit(2)
 
 

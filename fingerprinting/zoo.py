@@ -257,6 +257,9 @@ class Zoo:
             variables = load_variables(os.path.join(gdir, "final"), group, self.splits.input_shape)
         except Exception as e:  # noqa: BLE001 (orbax raises many kinds on a bad checkpoint)
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = reason.split(" [tensorstore_spec=")[0]  # the rest is a JSON spec
+            if len(reason) > 300:
+                reason = reason[:297] + "..."
             raise CheckpointError(
                 f"{gdir} is not a readable model group ({reason}); "
                 "move it away to train the group again"

@@ -4,6 +4,8 @@ evaluate, verify. Interruptions and bad input: test_reliability.py."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +13,7 @@ from fingerprinting import artifact
 from fingerprinting import config as config_lib
 from fingerprinting import files
 
-from _cli import SMOKE, assert_one_line_error as _assert_one_line_error, run
+from _cli import ROOT, SMOKE, assert_one_line_error as _assert_one_line_error, run
 
 
 @pytest.fixture
@@ -106,3 +108,20 @@ def test_empty_fingerprint_is_an_error_and_writes_nothing(workdir, tmp_path):
         "no example reached conferrability",
     )
     assert not (wd / "fingerprint.npz").exists()
+
+
+def test_error_line_stays_last_when_shutdown_prints(tmp_path):
+    """Threads that print while the interpreter exits (Orbax after a failed
+    restore does) must not bury the error line."""
+    script = tmp_path / "noisy.py"
+    script.write_text(
+        "import atexit, sys\n"
+        "from fingerprinting import cli\n"
+        "atexit.register(lambda: print('Traceback: Event loop is closed', file=sys.stderr))\n"
+        "cli.fail('the group is not readable')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    _assert_one_line_error(proc, "the group is not readable")
+    assert "Event loop" not in proc.stderr
