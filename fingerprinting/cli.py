@@ -16,6 +16,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fingerprinting import sharding
+
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of errors.")
 
 # Exceptions that carry a message meant for the user.
@@ -113,6 +115,7 @@ def run(main) -> None:
             logging.set_verbosity(logging.WARNING)
         enable_compilation_cache()
         try:
+            sharding.initialize_distributed()  # FINGERPRINTING_DISTRIBUTED=1: join the hosts
             main(argv)
         except app.UsageError:
             raise

@@ -74,7 +74,7 @@ def base() -> ml_collections.ConfigDict:
             augment_crop=0,
             augment_flip=False,
             chunk_steps=50,
-            loop="auto",  # steps: auto, python (CPU) or fori (accelerators)
+            loop="auto",  # steps: auto (= fori, one compiled scan), fori or python
             checkpoint_seconds=30.0,
         )
     )  # a kill redoes at most this much training

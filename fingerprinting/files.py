@@ -13,6 +13,7 @@ import tempfile
 from typing import Any, Iterable
 
 from fingerprinting import faults
+from fingerprinting import sharding
 
 
 TMP_PREFIX = ".tmp-"
@@ -21,7 +22,12 @@ os.umask(_UMASK)
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
-    """Writes `data` to `path` whole or not at all; an error names the file."""
+    """Writes `data` to `path` whole or not at all; an error names the file.
+
+    In a run of several hosts only process 0 writes (`sharding.writes_files`).
+    """
+    if not sharding.writes_files():
+        return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=directory)
@@ -46,7 +52,7 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
 
 def remove_temporaries(directory: str) -> list[str]:
     """Deletes what killed atomic writes left in `directory` (never trusted, only litter)."""
-    if not os.path.isdir(directory):
+    if not os.path.isdir(directory) or not sharding.writes_files():
         return []
     stale = [os.path.join(directory, n) for n in os.listdir(directory) if n.startswith(TMP_PREFIX)]
     for path in stale:

@@ -54,6 +54,8 @@ def place_members(tree):
     Not needed for correctness (a jitted step reshards its inputs), but it saves
     the first step a copy and keeps each member's weights on its device only.
     """
+    if jax.device_count() == 1:  # nothing to split; keep arrays uncommitted
+        return tree
     n = jax.tree_util.tree_leaves(tree)[0].shape[0]
     return jax.device_put(tree, member_sharding(n))
 
@@ -64,6 +66,17 @@ def to_host(tree):
     if jax.process_count() == 1:
         return jax.tree_util.tree_map(np.asarray, tree)
     return multihost_utils.process_allgather(tree, tiled=True)
+
+
+_joined = False
+
+
+def writes_files() -> bool:
+    """Whether this process writes the work directory's files. In a run of
+    several hosts sharing one work directory only process 0 does; the others
+    compute the same results. (Orbax checkpoints coordinate every process
+    themselves.)"""
+    return not _joined or jax.process_index() == 0
 
 
 def initialize_distributed() -> bool:
@@ -79,7 +92,9 @@ def initialize_distributed() -> bool:
     if os.environ[DISTRIBUTED_ENV] != "1":
         raise ValueError(f"{DISTRIBUTED_ENV} must be 0 or 1, got {os.environ[DISTRIBUTED_ENV]!r}")
     num, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+    global _joined
     jax.distributed.initialize(
         num_processes=int(num) if num else None, process_id=int(index) if index else None
     )
+    _joined = True
     return True

@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from fingerprinting import ensemble
 from fingerprinting import faults
 from fingerprinting import progress
+from fingerprinting import sharding
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -300,6 +301,9 @@ def train_group(
         start = manager.latest_step()
         state = manager.restore(start, args=ocp.args.StandardRestore(state))
         progress.log(f"{desc}: resuming from the checkpoint of epoch {start}/{epochs}")
+    # Split over the devices before the first step: the step's outputs are split
+    # too, so its inputs keep one sharding and it compiles once.
+    state = sharding.place_members(state)
     chunk = make_chunk_fn(
         model, tx, cfg, strategy=strategy, temperature=temperature, loop=cfg.get("loop")
     )
@@ -321,7 +325,8 @@ def train_group(
                 chunk_len,
                 mask,
             )
-            loss = np.asarray(metrics["loss"])
+            metrics = sharding.to_host(metrics)
+            loss = metrics["loss"]
             if not np.all(np.isfinite(loss)):
                 bad = [int(i) for i in np.flatnonzero(~np.isfinite(loss))]
                 first = epoch * chunks * chunk_len + c * chunk_len
@@ -339,7 +344,7 @@ def train_group(
             bar.update(
                 1,
                 f"epoch {epoch + 1}/{epochs} loss {loss.mean():.3f} "
-                f"acc {np.asarray(metrics['accuracy']).mean():.3f}",
+                f"acc {metrics['accuracy'].mean():.3f}",
             )
         # Save at most every `checkpoint_seconds` (and after the last epoch, which
         # the caller saves as final variables): on small data an epoch takes less
@@ -373,7 +378,7 @@ def predict_logits(model, variables, x, *, batch_size: int = 512, strategy=None)
         if pad:  # one compiled shape for every batch
             xb = np.concatenate([xb, np.repeat(xb[-1:], pad, 0)])
         out.append(
-            np.asarray(_logits_chunk(variables, xb, model=model, strategy=strategy))[
+            sharding.to_host(_logits_chunk(variables, xb, model=model, strategy=strategy))[
                 :, : batch_size - pad
             ]
         )

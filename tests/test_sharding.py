@@ -110,9 +110,20 @@ def _train_group(results: dict) -> None:
     x = jax.random.uniform(jax.random.PRNGKey(3), (24, *SHAPE))
     t = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(4), (24,), 0, 10), 10)
     model = models.get_model("cnn_medium", 10)
-    variables = training.train_group(
-        model, x, t, size=4, cfg=cfg, epochs=1, rng=jax.random.PRNGKey(5)
-    )
+    chunks, make = [], training.make_chunk_fn
+
+    def recording(*args, **kwargs):
+        chunks.append(make(*args, **kwargs))
+        return chunks[-1]
+
+    training.make_chunk_fn = recording
+    try:
+        variables = training.train_group(
+            model, x, t, size=4, cfg=cfg, epochs=2, rng=jax.random.PRNGKey(5)
+        )
+    finally:
+        training.make_chunk_fn = make
+    results["train_compiles"] = chunks[0].jitted._cache_size()
     results["train"] = sharding.to_host(variables)
     results["train_spec"] = tuple(
         getattr(variables["params"]["head"]["kernel"].sharding, "spec", ())
@@ -124,15 +135,16 @@ def _worker(out_path: str) -> None:
 
     import jax
 
+    from fingerprinting import files
+
     if sharding.initialize_distributed():
         out_path = f"{out_path}.{jax.process_index()}"
+        # A shared work directory: only process 0 writes.
+        files.write_text_atomic(f"{out_path}.written", "x")
     results = {"devices": jax.device_count(), "processes": jax.process_count()}
     _cbim(results)
     _training_steps(results)
-    if jax.process_count() == 1:
-        # train_group reads its losses on the host; across hosts that needs
-        # sharding.to_host in training.py.
-        _train_group(results)
+    _train_group(results)
     with open(out_path, "wb") as f:
         pickle.dump(results, f)
 
@@ -178,6 +190,7 @@ def runs(tmp_path_factory):
     for name in ("one", "four", "hosts.0", "hosts.1"):
         with open(tmp / name, "rb") as f:
             results[name] = pickle.load(f)
+        results[name]["wrote"] = os.path.exists(tmp / f"{name}.written")
     return results
 
 
@@ -192,6 +205,7 @@ def test_cbim_on_four_devices_and_two_hosts_equals_one_device(runs):
     one = runs["one"]
     assert (one["devices"], runs["four"]["devices"], runs["hosts.1"]["devices"]) == (1, 4, 4)
     assert runs["hosts.0"]["processes"] == 2
+    assert runs["hosts.0"]["wrote"] and not runs["hosts.1"]["wrote"]
     assert not np.allclose(one["cbim"], 0.0)
     for name in ("four", "hosts.0", "hosts.1"):
         np.testing.assert_allclose(runs[name]["cbim"], one["cbim"], atol=1e-6)
@@ -211,8 +225,11 @@ def test_training_on_four_devices_and_two_hosts_equals_one_device(runs):
     one = runs["one"]
     for name in ("four", "hosts.0", "hosts.1"):
         _assert_close(runs[name]["steps"], one["steps"], rtol=1e-4, atol=1e-5)
-    _assert_close(runs["four"]["train"], one["train"], rtol=1e-4, atol=1e-5)
-    assert runs["four"]["train_spec"] == (sharding.MEMBER_AXIS,)
+    for name in ("four", "hosts.0", "hosts.1"):
+        _assert_close(runs[name]["train"], one["train"], rtol=1e-4, atol=1e-5)
+        assert runs[name]["train_spec"] == (sharding.MEMBER_AXIS,)
+    for name in ("one", "four", "hosts.0", "hosts.1"):  # the chunk compiled once
+        assert runs[name]["train_compiles"] == 1, name
     # Members train independently: a step moves nothing between devices.
     assert not any(runs["four"]["train_collectives"].values()), runs["four"]["train_collectives"]
 

@@ -97,8 +97,8 @@ def descent_step(
     """Step ``i`` of projected steepest descent: the body of BIM, PGD and C-BIM.
 
     The steepest-descent direction of the L-inf norm is sign(grad) (BIM / L-inf PGD); that of the L2 norm
-    is grad / ||grad||_2 per example (L2 PGD). Exposed so that a caller can drive the loop from Python:
-    XLA:CPU runs convolutions inside a while loop several times slower than at the top level.
+    is grad / ||grad||_2 per example (L2 PGD). Exposed so that a caller can drive the loop from Python
+    (loop 'python', one jitted step per call) as well as inside `lax.fori_loop`.
     """
     # A fresh key per step so that stochastic losses (C-BIM's dropout) see new noise every step.
     key = None if rng is None else jax.random.fold_in(rng, i)
