@@ -430,7 +430,7 @@ def measure(case: Case, impl: str, peak_tflops) -> dict:
     if impl == "torch":
         figures = (torch_cbim if case.bench == "cbim" else torch_train)(case)
     else:
-        strategy = ensemble.resolve_strategy(impl.split(":")[1])
+        strategy = ensemble.resolve_strategy(impl.split(":", 1)[1])
         figures = (jax_cbim if case.bench == "cbim" else jax_train)(case, strategy)
         impl = f"jax:{strategy}"
     row = dict(dataclasses.asdict(case), impl=impl, backend=jax.default_backend(), **figures)

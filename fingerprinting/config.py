@@ -60,7 +60,7 @@ def base() -> ml_collections.ConfigDict:
             testing_temperature=1.0,  # T of the adversary's surrogates (Retraining: 1)
             strategy="auto",
         )
-    )  # member execution: auto, vmap, unroll, map
+    )  # member execution: auto, vmap, unroll, map, map:U
 
     c.train = ml_collections.ConfigDict(
         dict(

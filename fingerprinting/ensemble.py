@@ -27,7 +27,9 @@ from jax.sharding import PartitionSpec as P
 
 from fingerprinting import sharding
 
-STRATEGIES = ("vmap", "unroll", "map")
+# 'map:U' runs U members unrolled in each iteration of the member loop (any
+# U >= 1; 'map' is 'map:1'). The tuple names one of each kind for tests.
+STRATEGIES = ("vmap", "unroll", "map", "map:2")
 
 
 def default_strategy(backend: str | None = None) -> str:
@@ -44,12 +46,20 @@ def default_strategy(backend: str | None = None) -> str:
 def resolve_strategy(strategy: str | None) -> str:
     if strategy in (None, "", "auto"):
         return default_strategy()
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"unknown member strategy {strategy!r}; expected one of "
-            f"{', '.join(STRATEGIES)} or 'auto'"
-        )
-    return strategy
+    if strategy in ("vmap", "unroll", "map") or _map_unroll(strategy):
+        return strategy
+    raise ValueError(
+        f"unknown member strategy {strategy!r}; expected vmap, unroll, map, "
+        "map:U (U members per loop iteration) or auto"
+    )
+
+
+def _map_unroll(strategy: str) -> int:
+    """U of a 'map:U' strategy, 1 for 'map', 0 for anything else."""
+    if strategy == "map":
+        return 1
+    head, _, count = strategy.partition(":")
+    return int(count) if head == "map" and count.isdigit() and int(count) >= 1 else 0
 
 
 LOOPS = ("python", "fori")
@@ -214,7 +224,30 @@ def _map_on_device(fn: Callable, axes: tuple, strategy: str) -> Callable:
 
         return unrolled
 
-    return lambda *args: jax.lax.map(lambda xs: call(args, xs), mapped_args(args))
+    unroll = _map_unroll(strategy)
+
+    def looped(*args):
+        stacked = mapped_args(args)
+        n = num_members(stacked)
+        u = min(unroll, n)
+        if u == 1:
+            return jax.lax.map(lambda xs: call(args, xs), stacked)
+        # Members [0, n - n % u) in n // u iterations of u unrolled members each
+        # (independent work the CPU runtime overlaps); the rest unrolled after.
+        looped_n = n - n % u
+        chunks = jax.tree_util.tree_map(
+            lambda a: a[:looped_n].reshape(looped_n // u, u, *a.shape[1:]), stacked
+        )
+        body = lambda xs: stack([call(args, member(xs, i)) for i in range(u)])
+        out = jax.tree_util.tree_map(
+            lambda a: a.reshape(looped_n, *a.shape[2:]), jax.lax.map(body, chunks)
+        )
+        if looped_n == n:
+            return out
+        rest = stack([call(args, member(stacked, i)) for i in range(looped_n, n)])
+        return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+
+    return looped
 
 
 def map_members(fn: Callable, in_axes=0, strategy: str | None = None) -> Callable:
