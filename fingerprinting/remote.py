@@ -24,6 +24,7 @@ import dataclasses
 import http.client
 import json
 import math
+import os
 import re
 import time
 import urllib.parse
@@ -169,6 +170,33 @@ def encode_v2_answer(out: np.ndarray, model_name: str) -> dict:
 # --- The client. ---
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+
+
+def parse_header(text: str, environ=None) -> tuple[str, str]:
+    """('Name', 'value') from 'Name: value'. `$VAR` and `${VAR}` in the value are
+    read from the environment, so that a secret need not be on the command line
+    (write the flag in single quotes); an unset variable is an error. Error
+    messages name the header, never its value."""
+    environ = os.environ if environ is None else environ
+    name, colon, value = text.partition(":")
+    name = name.strip()
+    if not colon:  # the text may be the secret itself: not repeated
+        raise suspects.SuspectError("an HTTP header must be given as 'Name: value'")
+    if not _HEADER_NAME.fullmatch(name):
+        raise suspects.SuspectError(f"HTTP header name {name[:40]!r} is not a valid name")
+
+    def lookup(m):
+        var = m.group(1) or m.group(2)
+        if var not in environ:
+            raise suspects.SuspectError(
+                f"HTTP header {name}: environment variable {var} is not set"
+            )
+        return environ[var]
+
+    return name, re.sub(r"\$\{(\w+)\}|\$(\w+)", lookup, value.strip())
+
+
 @dataclasses.dataclass
 class Options:
     """How carefully an API is queried."""
@@ -178,6 +206,7 @@ class Options:
     backoff: float = 0.5  # seconds before the first retry; doubles after each
     rate_limit: float = 0.0  # requests per second at most; 0: no limit
     protocol: str = "auto"  # v1, v2, or auto: from the URL's path
+    headers: tuple = ()  # (name, value) pairs sent with every request, e.g. an API key
 
     def check(self) -> None:
         checks = [
@@ -189,6 +218,9 @@ class Options:
         for field, ok in checks:
             if not ok:
                 raise suspects.SuspectError(f"{field} = {getattr(self, field)!r} is out of range")
+        for name, value in self.headers:
+            if not _HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
+                raise suspects.SuspectError(f"HTTP header {name!r} is not a valid header")
         if self.protocol not in ("auto",) + PROTOCOLS:
             raise suspects.SuspectError(
                 f"unknown protocol {self.protocol!r}; expected auto, {' or '.join(PROTOCOLS)}"
@@ -230,7 +262,9 @@ class Client:
 
     def _exchange(self, method: str, path: str, body: bytes | None):
         conn = self._connection()
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        headers = dict(self.options.headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()

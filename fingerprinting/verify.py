@@ -53,6 +53,12 @@ _TIMEOUT = flags.DEFINE_float("timeout", 30.0, "Seconds to wait for each HTTP an
 _RETRIES = flags.DEFINE_integer("retries", 3, "Further tries of a failed HTTP request.")
 _BACKOFF = flags.DEFINE_float("backoff", 0.5, "Seconds before the first retry; doubles after.")
 _RATE_LIMIT = flags.DEFINE_float("rate_limit", 0.0, "HTTP requests per second at most (0: any).")
+_HEADER = flags.DEFINE_multi_string(
+    "header",
+    [],
+    "HTTP header for every request, 'Name: value' (repeatable), e.g. "
+    "'Authorization: Bearer $API_TOKEN': $VAR is read from the environment.",
+)
 
 
 def main(argv):
@@ -66,6 +72,7 @@ def main(argv):
         backoff=_BACKOFF.value,
         rate_limit=_RATE_LIMIT.value,
         protocol=_PROTOCOL.value,
+        headers=tuple(remote.parse_header(h) for h in _HEADER.value),
     )
     suspect = suspects.load_suspect(
         _SUSPECT.value, pixels=_PIXELS.value, batch_size=_BATCH_SIZE.value, http=options

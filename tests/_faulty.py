@@ -3,7 +3,7 @@
 It answers honestly (label = a function of the pixels) or, chosen by the model
 name in the URL, slowly, with the wrong number of answers, with something that
 is not JSON, with HTTP 500 (always, or once), labels out of range, NaN scores,
-or 404.
+or 404; model 'auth' answers only requests that carry the API key SECRET.
 """
 
 import http.server
@@ -15,6 +15,8 @@ import time
 import numpy as np
 
 from fingerprinting import remote
+
+SECRET = "s3cret-key"
 
 
 def pixel_label(x):
@@ -44,6 +46,8 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         protocol, mode = remote.parse_path(self.path)
         self.server.hits[mode] = self.server.hits.get(mode, 0) + 1
+        if mode == "auth" and self.headers.get("Authorization") != f"Bearer {SECRET}":
+            return self.reply(401, b"unauthorized")
         if protocol == "v1":
             x = np.asarray(request["instances"])
         else:

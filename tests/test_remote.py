@@ -6,6 +6,7 @@ of answers, not JSON, HTTP 500 (always, or once), labels out of range, NaN
 scores. Each failure must give one error naming it and no verdict.
 """
 
+import dataclasses
 import json
 import time
 
@@ -18,6 +19,7 @@ from fingerprinting import remote
 from fingerprinting import stats
 from fingerprinting import suspects
 
+import _faulty
 from _cli import assert_one_line_error, run
 from _faulty import free_port, pixel_label, start, url
 
@@ -233,3 +235,32 @@ def test_cli_exits_2_without_a_verdict(server, fp, tmp_path):
         )
         assert_one_line_error(proc, match)
         assert proc.stdout == ""  # no verdict
+
+
+def test_api_key_header_from_the_environment(server, fp, tmp_path):
+    path = str(tmp_path / "fp.npz")
+    artifact.save(path, fp)
+    api = url(server[0], "v2", "auth")
+    args = ("verify", f"--fingerprint={path}", f"--suspect={api}", "--retries=0")
+    header = "--header=Authorization: Bearer $API_TOKEN"
+    proc = run(*args, header, env={"API_TOKEN": _faulty.SECRET})
+    assert json.loads(proc.stdout)["fingerprint_accuracy"] == 1.0
+    for extra, env, match in (
+        ((), {}, "HTTP 401: unauthorized"),
+        ((header,), {"API_TOKEN": "wrong"}, "HTTP 401: unauthorized"),
+        ((header,), {}, "environment variable API_TOKEN is not set"),
+        ((f"--header={_faulty.SECRET}",), {}, "must be given as 'Name: value'"),
+        (("--header=Bad Name: x",), {}, "is not a valid name"),
+    ):
+        proc = run(*args, *extra, env=env, check=False)
+        assert_one_line_error(proc, match)
+        assert _faulty.SECRET not in proc.stderr + proc.stdout
+
+
+def test_headers_reach_the_server_and_are_checked(server, fp):
+    options = dataclasses.replace(FAST, headers=(("Authorization", f"Bearer {_faulty.SECRET}"),))
+    suspect = suspects.load_suspect(url(server[0], "v1", "auth"), http=options)
+    assert fp_lib.verify_suspect(fp, suspect)["fingerprint_accuracy"] == 1.0
+    options = dataclasses.replace(FAST, headers=(("X-Key", "a\r\nInjected: 1"),))
+    with pytest.raises(suspects.SuspectError, match="not a valid header"):
+        suspects.load_suspect(url(server[0], "v1", "auth"), http=options)
