@@ -53,10 +53,8 @@ def check_no_args(argv) -> None:
 def fail(message: str) -> None:
     """Ends the process the way every user error ends it: one line, status 2.
 
-    Background threads of Orbax and TensorStore may print tracebacks while the
-    interpreter shuts down after a failed restore ("Event loop is closed"); the
-    error line stays the last thing the user reads because stderr is closed
-    behind it.
+    Whatever would print while the interpreter shuts down (background threads,
+    exit handlers) cannot follow the error line: stderr is closed behind it.
     """
     print(f"error: {message}", file=sys.stderr)
     sys.stderr.flush()

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
+import json
+import os
+import shutil
 import time
 
 import jax
@@ -24,7 +28,9 @@ import numpy as np
 from fingerprinting import artifact
 from fingerprinting import ensemble
 from fingerprinting import faults
+from fingerprinting import files
 from fingerprinting import progress
+from fingerprinting import sharding
 from fingerprinting import stats
 from fingerprinting import training
 from fingerprinting.attacks import cbim as cbim_lib
@@ -139,19 +145,81 @@ def pick_candidates(source_labels_N, y_N, count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(correct)[:count]
 
 
-def run_cbim(zoo, x0, y, ecfg, seed: int, surrogates=None, references=None) -> np.ndarray:
+class BatchStore:
+    """C-BIM's results batch by batch in a directory, so that a killed extraction
+    resumes at the batch it was in. `signature` names the work (settings, seed,
+    inputs, models): files left by other work are deleted, never used."""
+
+    def __init__(self, directory: str, signature: str):
+        self.directory = directory
+        manifest = os.path.join(directory, "signature.txt")
+        try:
+            with open(manifest) as f:
+                stale = f.read() != signature
+        except OSError:
+            stale = os.path.isdir(directory)
+        if stale and sharding.writes_files():
+            shutil.rmtree(directory)
+        if not os.path.exists(manifest):
+            files.write_text_atomic(manifest, signature)
+
+    def _path(self, start: int) -> str:
+        return os.path.join(self.directory, f"batch-{start:09d}.npy")
+
+    def get(self, start: int) -> np.ndarray | None:
+        try:
+            return np.load(self._path(start), allow_pickle=False)
+        except (OSError, ValueError):  # absent, or cut short before the rename
+            return None
+
+    def put(self, start: int, x: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.save(buf, x, allow_pickle=False)
+        files.write_bytes_atomic(self._path(start), buf.getvalue())
+
+    @staticmethod
+    def remove_dir(directory: str) -> None:
+        """Drops the batches once the fingerprint they made is saved."""
+        if sharding.writes_files():
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def cbim_signature(ecfg, seed: int, x0, y, variables) -> str:
+    """What a batch of C-BIM depends on, hashed: settings, seed, inputs, models."""
+    h = hashlib.sha256(json.dumps([ecfg.to_dict(), seed], sort_keys=True).encode())
+    for a in (x0, y):
+        h.update(np.ascontiguousarray(a).tobytes())
+    for v in variables:
+        h.update(parameter_hash(v).encode())
+    return h.hexdigest()
+
+
+def run_cbim(
+    zoo, x0, y, ecfg, seed: int, surrogates=None, references=None, resume_dir=None
+) -> np.ndarray:
     """C-BIM over Compose(surrogates, references), batched. By default the
     defender's: the source and its training surrogates against the training
-    references; an adversary passes its own trained groups."""
+    references; an adversary passes its own trained groups. With `resume_dir`
+    every finished batch is kept there and a rerun continues after the last."""
     surr = surrogates or [zoo.source()] + zoo.get("training_surrogate")
     refs = zoo.get("training_reference") if references is None else references
     run = make_cbim_fn(
         [t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy, ecfg.get("loop")
     )
     surr_vars, ref_vars = [t.variables for t in surr], [t.variables for t in refs]
-    out, bs = [], ecfg.batch_size
+    store = None
+    if resume_dir is not None:
+        signature = cbim_signature(ecfg, seed, x0, y, surr_vars + ref_vars)
+        store = BatchStore(resume_dir, signature)
+    out, bs, reused = [], ecfg.batch_size, 0
     with progress.Bar("C-BIM", total=len(x0), unit="inputs") as bar:
         for i in range(0, len(x0), bs):
+            done = store.get(i) if store else None
+            if done is not None and len(done) == len(x0[i : i + bs]):
+                out.append(done)
+                reused += len(done)
+                bar.update(len(done))
+                continue
             xb, yb = x0[i : i + bs], y[i : i + bs]
             pad = bs - len(xb)
             if pad:  # one compiled shape
@@ -165,8 +233,12 @@ def run_cbim(zoo, x0, y, ecfg, seed: int, surrogates=None, references=None) -> n
                     : bs - pad
                 ]
             )
+            if store:
+                store.put(i, out[-1])
             bar.update(len(xb) - pad)
             faults.point("cbim_batch")
+    if reused:
+        progress.log(f"C-BIM: resumed; {reused} of {len(x0)} inputs came from {resume_dir}")
     return np.concatenate(out)
 
 
@@ -201,13 +273,15 @@ def pick_decoys(test, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return to_uint8(test.x[idx]), np.asarray(test.y[idx], np.int32)
 
 
-def extract(zoo, config) -> artifact.Fingerprint:
-    """Algorithm 2 on a trained zoo; returns the fingerprint (not yet saved)."""
+def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
+    """Algorithm 2 on a trained zoo; returns the fingerprint (not yet saved).
+    `resume_dir` keeps C-BIM's finished batches (see `run_cbim`)."""
     ecfg, start = config.extract, time.time()
     d1 = zoo.splits.d1
     idx = source_correct_candidates(zoo, ecfg.num_candidates, config.seed)
     progress.log(f"extract: {len(idx)} candidates the source classifies correctly")
-    x_adv = to_uint8(run_cbim(zoo, d1.x[idx], d1.y[idx], ecfg, config.seed))
+    x_cbim = run_cbim(zoo, d1.x[idx], d1.y[idx], ecfg, config.seed, resume_dir=resume_dir)
+    x_adv = to_uint8(x_cbim)
     scored = score_examples(zoo, x_adv, d1.y[idx])
     ok = scored["adversarial"] & (scored["conferrability"] >= ecfg.tau - 1e-9)
     order = np.flatnonzero(ok)[np.argsort(-scored["conferrability"][ok], kind="stable")]

@@ -34,6 +34,7 @@ PINNED = ("seed", "data", "models", "train")
 # Fields of those sections that change only speed, never results.
 UNPINNED = ("models.strategy", "train.loop", "train.checkpoint_seconds")
 FINGERPRINT_FILE = "fingerprint.npz"
+PARTIAL_CBIM = "cbim-partial"  # C-BIM's finished batches while an extraction runs
 
 
 class WorkdirError(ValueError):
@@ -193,8 +194,10 @@ def run_extract(config, workdir: str, *, zoo=None, overwrite: bool = False) -> a
         return fp
     zoo = zoo or open_zoo(config, workdir)
     zoo.train_all()
-    fp = fp_lib.extract(zoo, config)
+    partial = os.path.join(workdir, PARTIAL_CBIM)
+    fp = fp_lib.extract(zoo, config, resume_dir=partial)
     if len(fp) == 0:
+        fp_lib.BatchStore.remove_dir(partial)  # a rerun needs other settings anyway
         raise EmptyFingerprintError(
             f"no example reached conferrability >= {config.extract.tau} "
             f"(of {fp.meta['candidates']} candidates, {fp.meta['adversarial']} adversarial); "
@@ -207,6 +210,7 @@ def run_extract(config, workdir: str, *, zoo=None, overwrite: bool = False) -> a
         if old:  # the old file is still in place: no second copy of it
             os.unlink(old)
         raise
+    fp_lib.BatchStore.remove_dir(partial)
     if old:
         progress.log(f"extract: the previous fingerprint is kept as {old}")
     progress.log(f"extract: wrote {path}")

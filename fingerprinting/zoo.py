@@ -10,7 +10,10 @@ already there. `models.jsonl` gets one line per trained model.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+import sys
+import threading
 import zlib
 
 import jax
@@ -133,12 +136,41 @@ def save_variables(path: str, variables) -> None:
         ckpt.save(os.path.abspath(path), variables, force=True)
 
 
+class _MainThreadOnly(io.TextIOBase):
+    """stderr that drops what other threads write."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def write(self, text):
+        if threading.current_thread() is threading.main_thread():
+            return self.inner.write(text)
+        return len(text)
+
+    def flush(self):
+        self.inner.flush()
+
+    def fileno(self):
+        return self.inner.fileno()
+
+
 def load_variables(path: str, group: ensemble.Group, input_shape) -> dict:
     abstract = jax.eval_shape(
         lambda: ensemble.init_members(group.model, jax.random.PRNGKey(0), group.size, input_shape)
     )
+    # When a restore fails, TensorStore still completes the reads in flight and
+    # hands them to Orbax's event loop, closed by then: each prints a "RuntimeError:
+    # Event loop is closed" traceback from its own thread, racing with the one error
+    # line the user gets. Other threads' stderr is dropped during a restore, and
+    # after a failed one for good.
+    quiet = sys.stderr if isinstance(sys.stderr, _MainThreadOnly) else None
+    if quiet is None:
+        quiet = sys.stderr = _MainThreadOnly(sys.stderr)
     with ocp.StandardCheckpointer() as ckpt:
-        return ckpt.restore(os.path.abspath(path), abstract)
+        variables = ckpt.restore(os.path.abspath(path), abstract)
+    if sys.stderr is quiet:
+        sys.stderr = quiet.inner
+    return variables
 
 
 class Zoo:

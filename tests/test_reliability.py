@@ -20,6 +20,7 @@ import pytest
 
 from fingerprinting import artifact
 from fingerprinting import files
+from fingerprinting import pipeline
 
 from _cli import SMOKE, assert_one_line_error, run, tree_state
 from _faulty import free_port, start, url
@@ -71,6 +72,34 @@ def test_killed_anywhere_resumes_to_the_same_results(smoke_workdir, tmp_path):
     assert not [n for n in os.listdir(wd) if n.startswith(files.TMP_PREFIX)]
 
 
+def test_killed_extraction_resumes_after_its_last_cbim_batch(smoke_workdir, tmp_path):
+    """Batches finished before the kill are reused, and the fingerprint is the
+    one an uninterrupted extraction makes."""
+    small = "--config.extract.batch_size=8"  # the smoke run's 32 candidates: 4 batches
+    wds = {}
+    for name in ("whole", "killed"):
+        wds[name] = str(tmp_path / name)
+        shutil.copytree(smoke_workdir, wds[name])
+        os.unlink(os.path.join(wds[name], "fingerprint.npz"))
+    run("extract", SMOKE, small, f"--workdir={wds['whole']}")
+    partial = os.path.join(wds["killed"], pipeline.PARTIAL_CBIM)
+    env = {"FINGERPRINTING_KILL_AT": "cbim_batch@2"}
+    proc = run("extract", SMOKE, small, f"--workdir={wds['killed']}", env=env, check=False)
+    assert proc.returncode == KILLED, proc.stderr[-2000:]
+    assert len([n for n in os.listdir(partial) if n.startswith("batch-")]) == 2
+    proc = run("extract", SMOKE, small, f"--workdir={wds['killed']}")
+    assert "16 of 32 inputs came from" in proc.stderr, proc.stderr[-2000:]
+    assert not os.path.exists(partial)
+    whole, resumed = (artifact.load(os.path.join(wds[n], "fingerprint.npz")) for n in wds)
+    for name in artifact.ARRAYS:
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(whole, name))
+    # Batches of other work (here: other settings) are thrown away, not mixed in.
+    args = ("extract", SMOKE, small, f"--workdir={wds['killed']}", "--overwrite")
+    assert run(*args, env=env, check=False).returncode == KILLED
+    proc = run(*args, "--config.extract.steps=3")
+    assert "came from" not in proc.stderr and not os.path.exists(partial)
+
+
 def test_a_finished_run_does_nothing_again(smoke_workdir):
     before = tree_state(os.path.join(smoke_workdir, "models"))
     proc = run("train", SMOKE, f"--workdir={smoke_workdir}")
@@ -109,7 +138,10 @@ def test_full_disk_loses_nothing(smoke_workdir, tmp_path):
         check=False,
     )
     assert_one_line_error(proc, "No space left on device")
-    assert tree_state(wd) == before
+    # Nothing written before is touched; C-BIM's batches stay for the rerun.
+    after = tree_state(wd)
+    partial = {k for k in after if pipeline.PARTIAL_CBIM in k}
+    assert partial and {k: v for k, v in after.items() if k not in partial} == before
 
 
 # ----------------------------------------------------------------------------

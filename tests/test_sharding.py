@@ -119,7 +119,7 @@ def _train_group(results: dict) -> None:
     training.make_chunk_fn = recording
     try:
         variables = training.train_group(
-            model, x, t, size=4, cfg=cfg, epochs=2, rng=jax.random.PRNGKey(5)
+            model, x, t, size=4, cfg=cfg, epochs=1, rng=jax.random.PRNGKey(5)
         )
     finally:
         training.make_chunk_fn = make
