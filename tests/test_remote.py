@@ -23,7 +23,9 @@ import _faulty
 from _cli import assert_one_line_error, run
 from _faulty import free_port, pixel_label, start, url
 
-FAST = remote.Options(timeout=0.5, retries=2, backoff=0.01)
+# Retries without waiting. The timeout is generous: tests count requests, and on
+# a loaded machine a short one turns a slow answer into a retry.
+FAST = remote.Options(timeout=10.0, retries=2, backoff=0.01)
 
 
 @pytest.mark.parametrize(
