@@ -93,7 +93,7 @@ def decode_v2(answer, name: str) -> np.ndarray:
         raise _malformed(name, 'no "outputs" list in the JSON object')
     out = outputs[0]
     shape, data = out.get("shape"), out.get("data")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
         raise _malformed(name, f"output {out.get('name')!r} has no valid shape")
     try:
         a = np.asarray(data)
@@ -139,11 +139,11 @@ def parse_v2_request(request) -> np.ndarray:
     datatype, shape = tensor.get("datatype"), tensor.get("shape")
     if datatype not in _INTEGER_TYPES + _FLOAT_TYPES:
         raise ValueError(f"unsupported datatype {datatype!r}")
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
         raise ValueError("the input has no valid shape")
     try:
         a = np.asarray(tensor.get("data")).reshape(shape)
-    except ValueError:
+    except (ValueError, TypeError):
         raise ValueError(f"the data do not fill shape {shape}") from None
     return _unit_pixels(a, datatype in _INTEGER_TYPES)
 

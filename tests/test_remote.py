@@ -104,6 +104,11 @@ def test_malformed_v2_answers(answer, match):
             {"inputs": [{"name": "x", "shape": [3], "datatype": "UINT8", "data": [1, 2]}]},
             "do not fill",
         ),
+        (  # JSON's false is a Python bool, which is an int (found by hypothesis)
+            remote.parse_v2_request,
+            {"inputs": [{"name": "", "shape": [False], "datatype": "UINT8", "data": []}]},
+            "no valid shape",
+        ),
     ],
 )
 def test_server_side_parse_errors(parse, request_, match):
