@@ -86,6 +86,12 @@ def decode_v1(answer, name: str):
     return answer["predictions"]
 
 
+def _is_shape(shape) -> bool:
+    """A V2 tensor shape: a list of non-negative integers (JSON's true and false
+    are Python ints too, and are not dimensions)."""
+    return isinstance(shape, list) and all(type(s) is int and s >= 0 for s in shape)
+
+
 def decode_v2(answer, name: str) -> np.ndarray:
     """The first output, shaped as it says: labels [N] (or [N, 1]) or scores [N, K]."""
     outputs = answer.get("outputs") if isinstance(answer, dict) else None
@@ -93,7 +99,7 @@ def decode_v2(answer, name: str) -> np.ndarray:
         raise _malformed(name, 'no "outputs" list in the JSON object')
     out = outputs[0]
     shape, data = out.get("shape"), out.get("data")
-    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+    if not _is_shape(shape):
         raise _malformed(name, f"output {out.get('name')!r} has no valid shape")
     try:
         a = np.asarray(data)
@@ -139,7 +145,7 @@ def parse_v2_request(request) -> np.ndarray:
     datatype, shape = tensor.get("datatype"), tensor.get("shape")
     if datatype not in _INTEGER_TYPES + _FLOAT_TYPES:
         raise ValueError(f"unsupported datatype {datatype!r}")
-    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
+    if not _is_shape(shape):
         raise ValueError("the input has no valid shape")
     try:
         a = np.asarray(tensor.get("data")).reshape(shape)
@@ -177,14 +183,12 @@ def parse_header(text: str, environ=None) -> tuple[str, str]:
     """('Name', 'value') from 'Name: value'. `$VAR` and `${VAR}` in the value are
     read from the environment, so that a secret need not be on the command line
     (write the flag in single quotes); an unset variable is an error. Error
-    messages name the header, never its value."""
+    messages name the header, never its value; `Options.check` validates it."""
     environ = os.environ if environ is None else environ
     name, colon, value = text.partition(":")
     name = name.strip()
     if not colon:  # the text may be the secret itself: not repeated
         raise suspects.SuspectError("an HTTP header must be given as 'Name: value'")
-    if not _HEADER_NAME.fullmatch(name):
-        raise suspects.SuspectError(f"HTTP header name {name[:40]!r} is not a valid name")
 
     def lookup(m):
         var = m.group(1) or m.group(2)
@@ -219,8 +223,10 @@ class Options:
             if not ok:
                 raise suspects.SuspectError(f"{field} = {getattr(self, field)!r} is out of range")
         for name, value in self.headers:
-            if not _HEADER_NAME.fullmatch(name) or any(c in value for c in "\r\n\0"):
-                raise suspects.SuspectError(f"HTTP header {name!r} is not a valid header")
+            if not _HEADER_NAME.fullmatch(name):
+                raise suspects.SuspectError(f"HTTP header name {name[:40]!r} is not a valid name")
+            if any(c in value for c in "\r\n\0"):  # header injection
+                raise suspects.SuspectError(f"HTTP header {name}: not a valid header value")
         if self.protocol not in ("auto",) + PROTOCOLS:
             raise suspects.SuspectError(
                 f"unknown protocol {self.protocol!r}; expected auto, {' or '.join(PROTOCOLS)}"

@@ -163,13 +163,12 @@ def load_variables(path: str, group: ensemble.Group, input_shape) -> dict:
     # Event loop is closed" traceback from its own thread, racing with the one error
     # line the user gets. Other threads' stderr is dropped during a restore, and
     # after a failed one for good.
-    quiet = sys.stderr if isinstance(sys.stderr, _MainThreadOnly) else None
-    if quiet is None:
-        quiet = sys.stderr = _MainThreadOnly(sys.stderr)
+    quiet = sys.stderr
+    if not isinstance(quiet, _MainThreadOnly):
+        quiet = sys.stderr = _MainThreadOnly(quiet)
     with ocp.StandardCheckpointer() as ckpt:
         variables = ckpt.restore(os.path.abspath(path), abstract)
-    if sys.stderr is quiet:
-        sys.stderr = quiet.inner
+    sys.stderr = quiet.inner
     return variables
 
 
