@@ -9,7 +9,9 @@ version, dataset, class names, input shape, the source's parameter hash,
 theta, calibration statistics, the config that made it). A SHA-256 over the
 metadata and every array is stored beside them; loading recomputes it and
 refuses any file that does not match, is truncated, or comes from a newer
-format. Format 1 files (no decoys) load with zero decoys.
+format. Before anything is decompressed, the sizes the zip directory declares
+are checked: a file cannot unpack to gigabytes. Format 1 files (no decoys)
+load with zero decoys.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import zipfile
 
 import numpy as np
 
@@ -26,6 +29,8 @@ from fingerprinting import files
 FORMAT_VERSION = 2
 ARRAYS = ("x", "original", "keys", "truth", "conferrability")
 DECOY_ARRAYS = ("decoy_x", "decoy_truth")  # since format 2
+# Bytes a file may unpack to: thousands of times the largest fingerprint made here.
+MAX_UNPACKED = 2 << 30
 
 
 class FingerprintError(ValueError):
@@ -108,7 +113,25 @@ def save(path: str, fp: Fingerprint) -> None:
     files.write_bytes_atomic(path, to_bytes(fp))
 
 
+def unpacked_size(data: bytes) -> int:
+    """Bytes the members of a zip archive decompress to, as its directory says;
+    zipfile reads no member past its declared size, so the sum bounds memory."""
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        return sum(info.file_size for info in z.infolist())
+
+
 def from_bytes(data: bytes, name: str = "fingerprint") -> Fingerprint:
+    try:
+        size = unpacked_size(data)
+    except Exception as e:  # noqa: BLE001 (zipfile raises many kinds on bad bytes)
+        raise FingerprintError(
+            f"{name}: not a readable fingerprint file (truncated or corrupt: {e})"
+        ) from None
+    if size > MAX_UNPACKED:
+        raise FingerprintError(
+            f"{name}: its members unpack to {size} bytes, over the {MAX_UNPACKED} a "
+            "fingerprint file may hold; refused unread"
+        )
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             contents = {k: z[k] for k in z.files}

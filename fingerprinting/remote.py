@@ -9,11 +9,15 @@
 Images travel as NHWC pixels: integers are 8-bit pixels (0..255), floats lie
 in [0, 1]. Answers may be labels [N] or scores [N, K].
 
-The client queries as a careful verifier would: batches over one kept-alive
-connection, a timeout on every request, bounded retries with exponential
-back-off after refused connections, timeouts, HTTP 429 and 5xx, and a limit
-on requests per second. Any failure raises `suspects.SuspectError` with one
-line naming it; answers are used only when every request succeeded. The
+The client queries as a careful verifier would, of a server the thief
+controls: batches over one kept-alive connection, a timeout on every whole
+request (a server trickling bytes cannot stall it), a cap on the size of
+each answer derived from its request, bounded retries with exponential
+back-off (capped, whatever `Retry-After` asks) after refused connections,
+timeouts, HTTP 429 and 5xx, and a limit on requests per second. Any failure
+raises `suspects.SuspectError` with one line naming it, and text echoed from
+the server has its non-printable characters escaped; answers are used only
+when every request succeeded. The
 codecs serve both sides: `serve.py` decodes requests and encodes answers with
 them. Standard library only.
 """
@@ -21,7 +25,12 @@ them. Standard library only.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import email.utils
+import functools
 import http.client
+import io
+import ipaddress
 import json
 import math
 import os
@@ -99,17 +108,16 @@ def decode_v2(answer, name: str) -> np.ndarray:
         raise _malformed(name, 'no "outputs" list in the JSON object')
     out = outputs[0]
     shape, data = out.get("shape"), out.get("data")
+    output = suspects.printable(repr(out.get("name")), 60)  # the server's text
     if not _is_shape(shape):
-        raise _malformed(name, f"output {out.get('name')!r} has no valid shape")
+        raise _malformed(name, f"output {output} has no valid shape")
     try:
         a = np.asarray(data)
         if a.dtype == object or a.size != math.prod(shape):
             raise ValueError
         return a.reshape(shape)
-    except ValueError:
-        raise _malformed(
-            name, f"output {out.get('name')!r} does not hold {math.prod(shape)} values"
-        ) from None
+    except (ValueError, RecursionError, MemoryError):
+        raise _malformed(name, f"output {output} does not hold {math.prod(shape)} values") from None
 
 
 # --- Server side: requests to float pixels in [0, 1], answers to JSON. ---
@@ -127,9 +135,16 @@ def _unit_pixels(a: np.ndarray, integer: bool) -> np.ndarray:
     return a.astype(np.float32)
 
 
-def parse_v1_request(request) -> np.ndarray:
+def _check_count(n: int, max_inputs: int | None) -> None:
+    """Counted before any array is built: a huge request is refused, not run."""
+    if max_inputs is not None and n > max_inputs:
+        raise ValueError(f"{n} inputs in one request; this server takes at most {max_inputs}")
+
+
+def parse_v1_request(request, max_inputs: int | None = None) -> np.ndarray:
     if not isinstance(request, dict) or not isinstance(request.get("instances"), list):
         raise ValueError('expected a JSON object with an "instances" list')
+    _check_count(len(request["instances"]), max_inputs)
     try:
         a = np.asarray(request["instances"])
     except ValueError:
@@ -137,7 +152,7 @@ def parse_v1_request(request) -> np.ndarray:
     return _unit_pixels(a, np.issubdtype(a.dtype, np.integer))
 
 
-def parse_v2_request(request) -> np.ndarray:
+def parse_v2_request(request, max_inputs: int | None = None) -> np.ndarray:
     inputs = request.get("inputs") if isinstance(request, dict) else None
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise ValueError('expected a JSON object with one tensor in "inputs"')
@@ -147,6 +162,7 @@ def parse_v2_request(request) -> np.ndarray:
         raise ValueError(f"unsupported datatype {datatype!r}")
     if not _is_shape(shape):
         raise ValueError("the input has no valid shape")
+    _check_count(shape[0] if shape else 1, max_inputs)
     try:
         a = np.asarray(tensor.get("data")).reshape(shape)
     except (ValueError, TypeError):
@@ -177,6 +193,38 @@ def encode_v2_answer(out: np.ndarray, model_name: str) -> dict:
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+META_BYTES = 1 << 20  # cap on a V2 metadata answer
+
+
+def answer_cap(n: int, num_classes: int | None) -> int:
+    """Bytes an honest answer to `n` inputs stays under: scores [n, K] as JSON
+    take about 20 bytes a value; 256 a value, a thousand classes when K is not
+    known yet, and a mebibyte of envelope leave a wide margin."""
+    return (1 << 20) + 256 * n * (num_classes or 1000)
+
+
+def retry_after(value: str | None) -> float:
+    """Seconds a `Retry-After` header asks to wait: ASCII digits or an HTTP date;
+    anything else is ignored (0). The caller caps it."""
+    value = (value or "").strip()
+    if re.fullmatch(r"[0-9]+", value):  # str.isdigit accepts '²' too
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return 0.0
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds())
+
+
+def is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_header(text: str, environ=None) -> tuple[str, str]:
@@ -205,9 +253,10 @@ def parse_header(text: str, environ=None) -> tuple[str, str]:
 class Options:
     """How carefully an API is queried."""
 
-    timeout: float = 30.0  # seconds per request
+    timeout: float = 30.0  # seconds for a whole request: connect, send, every byte of the answer
     retries: int = 3  # further tries of a failed request
     backoff: float = 0.5  # seconds before the first retry; doubles after each
+    max_backoff: float = 60.0  # seconds between tries at most, whatever Retry-After asks
     rate_limit: float = 0.0  # requests per second at most; 0: no limit
     protocol: str = "auto"  # v1, v2, or auto: from the URL's path
     headers: tuple = ()  # (name, value) pairs sent with every request, e.g. an API key
@@ -217,6 +266,7 @@ class Options:
             ("timeout", self.timeout > 0),
             ("retries", self.retries >= 0),
             ("backoff", self.backoff >= 0),
+            ("max_backoff", self.max_backoff >= 0),
             ("rate_limit", self.rate_limit >= 0),
         ]
         for field, ok in checks:
@@ -233,6 +283,49 @@ class Options:
             )
 
 
+class _DeadlineIO(io.RawIOBase):
+    """A socket's reader that gives each read only what is left of one deadline.
+    A socket timeout alone bounds each read: a server trickling a byte a second
+    would hold the verifier for ever."""
+
+    def __init__(self, raw, sock, deadline: float):
+        self._raw, self._sock, self._deadline = raw, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer did not arrive in time")
+        self._sock.settimeout(left)
+        return self._raw.readinto(b)
+
+    def close(self) -> None:
+        self._raw.close()  # lets the connection close the socket
+        super().close()
+
+
+class _TimedResponse(http.client.HTTPResponse):
+    """An HTTP response whose status line, headers and body share one deadline."""
+
+    def __init__(self, sock, *args, deadline: float, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_DeadlineIO(self.fp.detach(), sock, deadline))
+
+
+class AnswerTooLarge(Exception):
+    """An answer over the cap of its request: an error, never retried."""
+
+
+class HTTPStatusError(suspects.SuspectError):
+    """A status a retry will not change (404, 401, ...)."""
+
+    def __init__(self, url: str, what: str):
+        super().__init__(f"{url}: {what}")
+        self.what = what
+
+
 class Client:
     """JSON over HTTP to one server, with the timeouts, retries and pacing of `Options`.
 
@@ -245,11 +338,17 @@ class Client:
             raise suspects.SuspectError(f"{url}: not an http(s) URL")
         self.url, self.options, self.counters = url, options, counters
         self.scheme, self.netloc = parts.scheme, parts.netloc
-        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.query = f"?{parts.query}" if parts.query else ""  # may carry an API key
+        self.path = parts.path + self.query
         self._conn = None
         self._last_start = -math.inf
+        if options.headers and parts.scheme == "http" and not is_loopback(parts.hostname):
+            progress.log(
+                f"warning: {url}: the HTTP headers (an API key?) travel in clear text "
+                "to a host that is not this machine; use https"
+            )
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, deadline: float) -> http.client.HTTPConnection:
         if self._conn is None:
             cls = (
                 http.client.HTTPSConnection
@@ -257,7 +356,16 @@ class Client:
                 else http.client.HTTPConnection
             )
             self._conn = cls(self.netloc, timeout=self.options.timeout)
-        return self._conn
+            self._conn.connect()
+        conn = self._conn
+        conn.sock.settimeout(max(deadline - time.monotonic(), 1e-3))  # bounds the send
+        conn.response_class = functools.partial(_TimedResponse, deadline=deadline)
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the next try starts a fresh connection
+            self._conn = None
 
     def _pace(self) -> None:
         if self.options.rate_limit > 0:
@@ -266,81 +374,127 @@ class Client:
                 time.sleep(wait)
         self._last_start = time.monotonic()
 
-    def _exchange(self, method: str, path: str, body: bytes | None):
-        conn = self._connection()
+    def _exchange(self, method: str, path: str, body: bytes | None, max_bytes: int, deadline):
         headers = dict(self.options.headers)
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
+            conn = self._connection(deadline)
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
-            return response.status, response.getheader("Retry-After"), response.read()
+            length = response.getheader("Content-Length", "").strip()
+            if length.isascii() and length.isdigit() and int(length) > max_bytes:
+                raise AnswerTooLarge(
+                    f"{int(length)} bytes declared; the cap for this request is {max_bytes}"
+                )
+            data = response.read(max_bytes + 1)  # never more: the length may be absent
+            if len(data) > max_bytes:
+                raise AnswerTooLarge(f"over the cap of {max_bytes} bytes for this request")
+            if not response.isclosed():  # cut short: the connection cannot be reused
+                self._drop()
+            return response.status, response.getheader("Retry-After"), data
         except BaseException:
-            conn.close()  # the next try starts a fresh connection
-            self._conn = None
+            self._drop()
             raise
 
-    def _send(self, method: str, path: str, body: bytes | None):
+    def _send(self, method: str, path: str, body: bytes | None, max_bytes: int):
         reused = self._conn is not None
+        deadline = time.monotonic() + self.options.timeout  # one for both exchanges
         try:
-            return self._exchange(method, path, body)
+            return self._exchange(method, path, body, max_bytes, deadline)
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
             if not reused:
                 raise
-            return self._exchange(method, path, body)  # the server closed an idle connection
+            # the server closed an idle connection
+            return self._exchange(method, path, body, max_bytes, deadline)
 
-    def attempt(self, method: str, path: str, body: bytes | None):
-        """One paced try: (answer bytes, None) or (None, (problem, whether a retry
-        may help, seconds the server asked to wait))."""
+    def attempt(self, method: str, path: str, body: bytes | None, max_bytes: int):
+        """One paced try: (answer bytes, None) or (None, (problem, status or None,
+        seconds the server asked to wait)); no status means a retry may help."""
         self._pace()
         try:
-            status, retry_after, data = self._send(method, path, body)
+            status, wait_header, data = self._send(method, path, body, max_bytes)
         except ConnectionRefusedError:
-            return None, ("connection refused", True, 0.0)
+            return None, ("connection refused", None, 0.0)
         except TimeoutError:
-            return None, (f"timed out (no answer within {self.options.timeout:g} s)", True, 0.0)
+            what = f"timed out (no whole answer within {self.options.timeout:g} s)"
+            return None, (what, None, 0.0)
+        except AnswerTooLarge as e:
+            raise suspects.SuspectError(f"{self.url}: answer too large ({e})") from None
         except (OSError, http.client.HTTPException) as e:
-            return None, (f"connection failed ({type(e).__name__}: {e})", True, 0.0)
+            what = suspects.printable(f"{type(e).__name__}: {e}")
+            return None, (f"connection failed ({what})", None, 0.0)
         if status == 200:
             return data, None
-        text = " ".join(data.decode("utf-8", "replace").split())[:200]
-        wait = float(retry_after) if retry_after and retry_after.isdigit() else 0.0
-        return None, (f"HTTP {status}{': ' + text if text else ''}", status in RETRIED_STATUS, wait)
+        text = suspects.printable(" ".join(data.decode("utf-8", "replace").split()))
+        what = f"HTTP {status}{': ' + text if text else ''}"
+        return None, (what, status, retry_after(wait_header))
 
-    def post(self, payload):
-        """The JSON answer to one POST of `payload`; retried while a retry may help."""
-        body = json.dumps(payload).encode()
+    def request(self, method: str, path: str, body: bytes | None, max_bytes: int) -> bytes:
+        """The answer's bytes; tried again while a retry may help, waiting
+        exponentially longer, or as long as the server asks, up to `max_backoff`."""
         tries = self.options.retries + 1
         for attempt in range(tries):
-            data, problem = self.attempt("POST", self.path, body)
+            data, problem = self.attempt(method, path, body, max_bytes)
             if problem is None:
-                try:
-                    return json.loads(data)
-                except ValueError as e:
-                    raise suspects.SuspectError(
-                        f"{self.url}: malformed JSON in the answer ({e})"
-                    ) from None
-            what, retry, wait = problem
-            if not retry:
-                raise suspects.SuspectError(f"{self.url}: {what}")
+                return data
+            what, status, wait = problem
+            if status is not None and status not in RETRIED_STATUS:
+                raise HTTPStatusError(self.url, what)
             if attempt + 1 < tries:
-                wait = max(wait, self.options.backoff * 2**attempt)
+                wait = max(wait, self.options.backoff * 2.0 ** min(attempt, 60))
+                wait = min(wait, self.options.max_backoff)
                 progress.log(f"{self.url}: {what}; retry {attempt + 1}/{tries - 1} in {wait:g} s")
                 time.sleep(wait)
                 self.counters["retries"] += 1
         raise suspects.SuspectError(f"{self.url}: {what} after {tries} tries")
 
+    def post(self, payload, max_bytes: int):
+        """The JSON answer to one POST of `payload`."""
+        data = self.request("POST", self.path, json.dumps(payload).encode(), max_bytes)
+        return parse_json(data, f"{self.url}: malformed JSON in the answer")
+
+
+def parse_json(data: bytes, context: str):
+    """JSON from a server; anything it cannot decode, however deep or large,
+    is the server's error."""
+    try:
+        return json.loads(data)
+    except ValueError as e:
+        raise suspects.SuspectError(f"{context} ({suspects.printable(str(e))})") from None
+    except RecursionError:
+        raise suspects.SuspectError(f"{context} (nested too deeply)") from None
+    except MemoryError:
+        raise suspects.SuspectError(f"{context} (too large to decode)") from None
+
 
 def v2_tensor_names(client: Client) -> tuple[str, str | None]:
     """(input name, output name) from the model's V2 metadata, so that servers
     which check tensor names (Triton) accept the request; ('input', None) when
-    the server publishes none (then the first output of each answer is used)."""
-    data, _ = client.attempt("GET", re.sub(r"/infer$", "", client.path.split("?")[0]), None)
+    the server publishes none (then the first output of each answer is used),
+    said on stderr. The metadata request is retried like any other: a server
+    that keeps failing it fails the verification."""
+    path = re.sub(r"/infer$", "", urllib.parse.urlsplit(client.url).path) + client.query
     try:
-        meta = json.loads(data)
-        return str(meta["inputs"][0]["name"]), str(meta["outputs"][0]["name"])
-    except (TypeError, ValueError, KeyError, IndexError):
-        return "input", None
+        data = client.request("GET", path, None, META_BYTES)
+    except HTTPStatusError as e:
+        return _without_metadata(client, e.what)
+    try:
+        meta = parse_json(data, "malformed JSON")
+        names = meta["inputs"][0]["name"], meta["outputs"][0]["name"]
+    except (suspects.SuspectError, TypeError, KeyError, IndexError):
+        names = None
+    if names is None or not all(isinstance(n, str) for n in names):
+        return _without_metadata(client, "it names no input and output tensor")
+    return names
+
+
+def _without_metadata(client: Client, why: str) -> tuple[str, None]:
+    progress.log(
+        f"{client.url}: no usable V2 metadata ({why}); naming the input 'input' "
+        "and reading the first output"
+    )
+    return "input", None
 
 
 def from_url(url: str, *, options: Options, pixels: str = "uint8") -> suspects.Suspect:
@@ -364,5 +518,10 @@ def from_url(url: str, *, options: Options, pixels: str = "uint8") -> suspects.S
     else:
         names = v2_tensor_names(client)
         encode, decode = (lambda x: encode_v2(x, *names)), decode_v2
-    suspect.fn = lambda x: decode(client.post(encode(suspects.to_pixels(x, pixels))), url)
+
+    def ask(x_uint8):
+        cap = answer_cap(len(x_uint8), suspect.num_classes)
+        return decode(client.post(encode(suspects.to_pixels(x_uint8, pixels)), cap), url)
+
+    suspect.fn = ask
     return suspect

@@ -12,10 +12,17 @@ with class probabilities, or only labels (`--answer=labels`, the paper's
 label-only API). Inputs are NHWC pixels, integers 0..255 or floats in [0, 1].
 It listens on 127.0.0.1 unless told otherwise; `--port=0` takes a free port.
 The first line on stdout gives both URLs.
+
+Clients may be hostile: a connection silent for `--connection_timeout` s is
+closed, at most `--max_connections` are held at once (one more is answered
+503 and closed), a request holds at most `--max_inputs` inputs (400 above),
+which go through the model in batches of at most 256, and malformed JSON,
+however deep, is a 400.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import re
@@ -30,6 +37,22 @@ from fingerprinting import suspects
 
 ANSWERS = ("scores", "labels")
 MAX_BODY = 64 << 20  # bytes of one request
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one client may take of the server."""
+
+    timeout: float = 30.0  # seconds a connection may stay silent (idle, or mid-request)
+    max_connections: int = 32  # connections held at once
+    max_inputs: int = 4096  # inputs in one request
+    batch_size: int = 256  # inputs through the model at once
+
+    def check(self) -> None:
+        for field in dataclasses.fields(self):
+            if not getattr(self, field.name) > 0:
+                raise ValueError(f"{field.name} = {getattr(self, field.name)!r} must be positive")
 
 
 def softmax(logits_NxK: np.ndarray) -> np.ndarray:
@@ -37,7 +60,9 @@ def softmax(logits_NxK: np.ndarray) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
-def make_handler(model: suspects.CheckpointModel, name: str, answer: str):
+def make_handler(
+    model: suspects.CheckpointModel, name: str, answer: str, limits: Limits = Limits()
+):
     """The request handler of a server for `model`, published as `name`."""
     lock = threading.Lock()  # one batch at a time: the model already uses every core
 
@@ -47,8 +72,12 @@ def make_handler(model: suspects.CheckpointModel, name: str, answer: str):
                 f"inputs of shape {list(x_NxHxWxC.shape)}; expected [N, "
                 f"{', '.join(map(str, model.input_shape))}]"
             )
-        with lock:
-            logits = model.logits(x_NxHxWxC)
+        bs = limits.batch_size
+        logits = []
+        for i in range(0, max(len(x_NxHxWxC), 1), bs):  # an empty request: one empty batch
+            with lock:  # released between batches: other clients take turns
+                logits.append(model.logits(x_NxHxWxC[i : i + bs]))
+        logits = np.concatenate(logits)
         return softmax(logits) if answer == "scores" else logits.argmax(-1)
 
     h, w, c = model.input_shape
@@ -79,9 +108,16 @@ def make_handler(model: suspects.CheckpointModel, name: str, answer: str):
         # waits for the client's delayed ACK, 40 ms a request.
         disable_nagle_algorithm = True
         server_version = "fingerprinting-serve"
+        timeout = limits.timeout  # socket timeout: a silent client loses its connection
 
         def log_message(self, *args):  # quiet: a verification sends thousands of requests
             pass
+
+        def handle(self):
+            try:
+                super().handle()
+            except ConnectionError:  # the client hung up: nobody to answer, nothing to report
+                pass
 
         def send_json(self, status: int, obj) -> None:
             body = json.dumps(obj).encode()
@@ -100,11 +136,14 @@ def make_handler(model: suspects.CheckpointModel, name: str, answer: str):
 
         def do_POST(self):
             length = self.headers.get("Content-Length", "")
-            length = int(length) if length.isdigit() else -1
+            length = int(length) if length.isascii() and length.isdigit() else -1
             if not 0 <= length <= MAX_BODY:
                 self.close_connection = True
                 return self.send_json(413 if length > MAX_BODY else 411, {"error": "bad length"})
             body = self.rfile.read(length)
+            if len(body) < length:  # the client hung up mid-request
+                self.close_connection = True
+                return
             found = remote.parse_path(self.path.split("?")[0])
             if found is None or found[1] != name:
                 return self.send_json(404, {"error": f"no model at {self.path}; this is {name!r}"})
@@ -112,15 +151,52 @@ def make_handler(model: suspects.CheckpointModel, name: str, answer: str):
             try:
                 request = json.loads(body)
                 parse = remote.parse_v1_request if protocol == "v1" else remote.parse_v2_request
-                out = predict(parse(request))
+                out = predict(parse(request, max_inputs=limits.max_inputs))
             except ValueError as e:  # json.JSONDecodeError is one
                 return self.send_json(400, {"error": str(e)})
+            except RecursionError:
+                return self.send_json(400, {"error": "the JSON is nested too deeply"})
             if protocol == "v1":
                 self.send_json(200, remote.encode_v1_answer(out))
             else:
                 self.send_json(200, remote.encode_v2_answer(out, name))
 
     return Handler
+
+
+class BoundedServer(http.server.ThreadingHTTPServer):
+    """A thread per connection, for at most `max_connections` connections: one
+    more is answered 503 and closed at once, so that idle or stalled clients
+    cannot take every thread (and a well-behaved client's retry gets through)."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_connections: int):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            return self.shutdown_request(request)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread took the connection
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):  # ThreadingMixIn's, and a slot
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 (as socketserver: reported, the server lives on)
+            self.handle_error(request, client_address)
+        finally:
+            self._slots.release()  # before the client sees the connection close
+            self.shutdown_request(request)
 
 
 def make_server(
@@ -130,18 +206,19 @@ def make_server(
     answer: str = "scores",
     host: str = "127.0.0.1",
     port: int = 0,
-) -> http.server.ThreadingHTTPServer:
+    limits: Limits = Limits(),
+) -> BoundedServer:
     """A bound server (call `serve_forever`); port 0 takes a free one."""
     if answer not in ANSWERS:
         raise ValueError(f"unknown answer {answer!r}; expected {' or '.join(ANSWERS)}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ValueError(f"model name {name!r}: use letters, digits, '_', '.', '-'")
-    server = http.server.ThreadingHTTPServer((host, port), make_handler(model, name, answer))
-    server.daemon_threads = True
-    return server
+    limits.check()
+    handler = make_handler(model, name, answer, limits)
+    return BoundedServer((host, port), handler, limits.max_connections)
 
 
-def urls(server: http.server.ThreadingHTTPServer, name: str) -> tuple[str, str]:
+def urls(server: BoundedServer, name: str) -> tuple[str, str]:
     host, port = server.server_address[:2]
     base = f"http://{host}:{port}"
     return f"{base}/v1/models/{name}:predict", f"{base}/v2/models/{name}/infer"
@@ -154,13 +231,31 @@ _PORT = flags.DEFINE_integer("port", 8500, "Port to listen on (0: any free port)
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on.")
 _NAME = flags.DEFINE_string("name", "model", "Model name in the URLs.")
 _ANSWER = flags.DEFINE_enum("answer", "scores", ANSWERS, "Answer class scores or only labels.")
+_CONNECTION_TIMEOUT = flags.DEFINE_float(
+    "connection_timeout",
+    Limits.timeout,
+    "Seconds a connection may stay silent (idle, or mid-request) before it is closed.",
+)
+_MAX_CONNECTIONS = flags.DEFINE_integer(
+    "max_connections", Limits.max_connections, "Connections held at once; more get HTTP 503."
+)
+_MAX_INPUTS = flags.DEFINE_integer(
+    "max_inputs", Limits.max_inputs, "Inputs in one request at most; more get HTTP 400."
+)
 
 
 def main(argv):
     cli.check_no_args(argv)
+    limits = Limits(_CONNECTION_TIMEOUT.value, _MAX_CONNECTIONS.value, _MAX_INPUTS.value)
+    limits.check()  # before the slow part
     model = suspects.load_checkpoint(_CHECKPOINT.value)
     server = make_server(
-        model, name=_NAME.value, answer=_ANSWER.value, host=_HOST.value, port=_PORT.value
+        model,
+        name=_NAME.value,
+        answer=_ANSWER.value,
+        host=_HOST.value,
+        port=_PORT.value,
+        limits=limits,
     )
     v1, v2 = urls(server, _NAME.value)
     print(f"serving {model.name} ({_ANSWER.value}) at {v1} and {v2}", flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -35,6 +36,14 @@ PIXELS = ("uint8", "float")
 
 class SuspectError(ValueError):
     pass
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """Text from a suspect, safe to echo: at most `limit` characters, each
+    non-printable one (a terminal escape, a line break) written as an escape,
+    so that a server cannot redraw the terminal or forge a line of output."""
+    clipped = text[:limit] + ("..." if len(text) > limit else "")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in clipped)
 
 
 @dataclasses.dataclass
@@ -179,6 +188,15 @@ def is_url(spec: str) -> bool:
     return spec.startswith(("http://", "https://"))
 
 
+_CALLABLE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def is_callable_spec(spec: str) -> bool:
+    """`package.module:function` and nothing else: a path holding a ':' must not
+    become a module search on sys.path (the current directory included)."""
+    return _CALLABLE.fullmatch(spec) is not None
+
+
 def load_suspect(
     spec: str, *, pixels: str = "uint8", batch_size: int | None = None, http=None
 ) -> Suspect:
@@ -188,7 +206,7 @@ def load_suspect(
         from fingerprinting import remote  # remote builds on this module
 
         suspect = remote.from_url(spec, options=http or remote.Options(), pixels=pixels)
-    elif ":" in spec and not os.path.exists(spec):
+    elif is_callable_spec(spec) and not os.path.exists(spec):
         suspect = from_callable(spec, pixels)
     elif os.path.exists(spec) or os.path.exists(os.path.dirname(spec.rstrip("/"))):
         suspect = from_checkpoint(spec)

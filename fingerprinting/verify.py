@@ -49,9 +49,20 @@ _PIXELS = flags.DEFINE_enum(
 _PROTOCOL = flags.DEFINE_enum(
     "protocol", "auto", ("auto",) + remote.PROTOCOLS, "HTTP protocol (auto: from the URL path)."
 )
-_TIMEOUT = flags.DEFINE_float("timeout", 30.0, "Seconds to wait for each HTTP answer.")
+_TIMEOUT = flags.DEFINE_float(
+    "timeout",
+    30.0,
+    "Seconds for each whole HTTP request: connecting, sending, and every byte of the answer.",
+)
 _RETRIES = flags.DEFINE_integer("retries", 3, "Further tries of a failed HTTP request.")
-_BACKOFF = flags.DEFINE_float("backoff", 0.5, "Seconds before the first retry; doubles after.")
+_BACKOFF = flags.DEFINE_float(
+    "backoff", 0.5, "Seconds before the first retry; doubles after, up to --max_backoff."
+)
+_MAX_BACKOFF = flags.DEFINE_float(
+    "max_backoff",
+    60.0,
+    "Seconds between HTTP tries at most, whatever a server's Retry-After asks.",
+)
 _RATE_LIMIT = flags.DEFINE_float("rate_limit", 0.0, "HTTP requests per second at most (0: any).")
 _HEADER = flags.DEFINE_multi_string(
     "header",
@@ -61,8 +72,18 @@ _HEADER = flags.DEFINE_multi_string(
 )
 
 
+def check_levels(theta: float | None, significance: float) -> None:
+    """A threshold outside (0, 1] or a level outside (0, 1) turns every verdict
+    upside down (the source itself "not verified", anything "verified")."""
+    if theta is not None and not 0 < theta <= 1:
+        raise ValueError(f"--theta={theta:g}: a threshold on accuracy lies in (0, 1]")
+    if not 0 < significance < 1:
+        raise ValueError(f"--significance={significance:g}: a test's level lies in (0, 1)")
+
+
 def main(argv):
     cli.check_no_args(argv)
+    check_levels(_THETA.value, _SIGNIFICANCE.value)
     fp = artifact.load(_FINGERPRINT.value)
     if len(fp) == 0:
         raise ValueError(f"{_FINGERPRINT.value}: the fingerprint is empty")
@@ -70,6 +91,7 @@ def main(argv):
         timeout=_TIMEOUT.value,
         retries=_RETRIES.value,
         backoff=_BACKOFF.value,
+        max_backoff=_MAX_BACKOFF.value,
         rate_limit=_RATE_LIMIT.value,
         protocol=_PROTOCOL.value,
         headers=tuple(remote.parse_header(h) for h in _HEADER.value),

@@ -156,3 +156,17 @@ def test_pickle_is_never_loaded(tmp_path):
     assert not marker.exists()
     with pytest.raises(artifact.FingerprintError):
         artifact.from_bytes(pickle.dumps(make_fp()))
+
+
+def test_member_sizes_are_checked_before_anything_is_decompressed(monkeypatch):
+    """A zip directory declaring 4 GB for a member: refused from the directory alone."""
+    data = bytearray(artifact.to_bytes(make_fp()))
+    entry = data.index(b"PK\x01\x02")  # the first central directory record
+    data[entry + 24 : entry + 28] = (0xFFFFFFF0).to_bytes(4, "little")  # its uncompressed size
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("a member was decompressed")
+
+    monkeypatch.setattr(np, "load", no_load)
+    with pytest.raises(artifact.FingerprintError, match="unpack to 42949.* bytes, over the"):
+        artifact.from_bytes(bytes(data), "forged.npz")

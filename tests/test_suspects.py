@@ -83,6 +83,21 @@ def test_bad_specs(spec, match):
         suspects.load_suspect(spec)
 
 
+def test_only_a_dotted_identifier_is_imported(tmp_path, monkeypatch):
+    """A path holding a ':' must not import a module of the current directory."""
+    (tmp_path / "evil.py").write_text(
+        "import pathlib\npathlib.Path('imported').touch()\ndef f(x):\n    return x\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for spec in ("evil:runs/models/g", "evil:1", "./evil:f", "evil:f:g", "ev il:f"):
+        with pytest.raises(suspects.SuspectError, match="names no suspect|not a model group"):
+            suspects.load_suspect(spec)
+        assert not (tmp_path / "imported").exists(), spec
+    assert suspects.is_callable_spec("package.module:function")
+    assert not suspects.is_callable_spec("a..b:f")
+
+
 def test_url_specs_pick_the_protocol_from_the_path():
     s = suspects.load_suspect("http://127.0.0.1:1/v1/models/m/versions/3:predict", batch_size=8)
     assert s.protocol == "http-v1" and s.batch_size == 8
