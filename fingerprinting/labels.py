@@ -37,10 +37,26 @@ def source_soft(y, source_logits, *, temperature=1.0, **_):
     return softmax(source_logits / temperature).astype(np.float32)
 
 
+def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = z - z.max(axis=axis, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
 def jagielski(y, source_logits, *, temperature=1.0, **_):
-    """Eq. 4: soft labels from the source's probabilities p as softmax(p^(1/T'))."""
-    p = softmax(source_logits)
-    return softmax(p ** (1.0 / temperature)).astype(np.float32)
+    """Eq. 4, read as the source's probabilities p raised to 1/T' and renormalised:
+    M'(x)_i = p_i^(1/T') / sum_j p_j^(1/T') = softmax(log(p) / T')_i.
+
+    Eq. 4 as printed applies the softmax to the powers p_i^(1/T') themselves, most
+    likely a typo: on probabilities in [0, 1] that caps the top label of a confident
+    10-class source at e / (e + 9) = 0.23, and a smaller T' makes the labels flatter,
+    the opposite of a temperature. Renormalised, T' is a temperature: T' = 1 gives p
+    (the Retraining labels), T' > 1 softens them, T' < 1 sharpens them. As log(p)
+    differs from the logits by a constant per example, these are `source_soft`'s
+    labels at T = T': the adversary tempers the probabilities it receives.
+    """
+    return softmax(log_softmax(np.asarray(source_logits, np.float64)) / temperature).astype(
+        np.float32
+    )
 
 
 def noisy(y, source_logits, *, noise=0.0, rng=None, **_):

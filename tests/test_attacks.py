@@ -1,7 +1,8 @@
 """Tests for the baseline attacks in ``fingerprinting.attacks``: feasibility (eps ball and [0, 1]),
 analytic answers on linear models (FGSM, DeepFool), success of targeted / untargeted attacks on a small
-MLP trained here on sklearn's 8x8 digits, the per-step rng of the shared sign-gradient loop, and the
-absence of retracing under jit.
+MLP trained here on sklearn's 8x8 digits, the per-step rng of the shared sign-gradient loop, C-BIM's
+losses and step on a tiny linear ensemble computed by hand (Eq. 11-14), and the absence of
+retracing under jit.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import optax
 import pytest
 from absl.testing import parameterized
 
+from fingerprinting import ensemble
+from fingerprinting.attacks import cbim as cbim_lib
 from fingerprinting.attacks import (
     ATTACKS,
     bim,
@@ -445,6 +448,190 @@ def test_sign_gradient_descent_minimizes_and_projects():
         )
     )(x0)
     np.testing.assert_allclose(out, jnp.minimum(x0 + 0.1, 1.0), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# C-BIM (Section 4.4) on a tiny linear ensemble, computed by hand.
+# ----------------------------------------------------------------------------------------------
+
+# Two surrogate-side members (the source first, then one surrogate) and one reference, each a
+# softmax of a linear map of a 2-pixel input to 3 classes; both inputs have true class 0.
+# By hand (3 decimals):   Surr             Ref              M_E = (1 - Ref) Surr (Eq. 13)
+#   input 0          [.489 .274 .238]  [.177 .792 .031]  [.402 .057 .230]
+#   input 1          [.514 .466 .020]  [.314 .666 .020]  [.352 .156 .019]
+# On input 0 the surrogates' best wrong class is 1, but the reference believes in it, so the
+# target of M_E is 2: the references change the target. On both inputs M_E scores the true class
+# highest, so a target allowed to be the true class would be 0.
+CBIM_W_SURR = np.array(
+    [[[1.0, 0.0, 2.0], [-1.0, 3.0, -3.0]], [[-1.0, -2.0, -1.0], [3.0, -3.0, -2.0]]]
+)
+CBIM_W_REF = np.array([[[-1.0, 2.0, -3.0], [2.0, 2.0, -1.0]]])
+CBIM_X0 = np.array([0.5, 0.25, 0.25, 0.75]).reshape(2, 1, 2, 1)
+CBIM_Y = np.array([0, 0])
+CBIM_TARGET = np.array([2, 1])  # best wrong class of M_E, by the table above
+
+
+def _cbim_probs_fn(x):
+    """(surr_MxBxK, ref_MxBxK) of the linear ensemble, as C-BIM's `probs_fn` takes them."""
+    flat = x.reshape(x.shape[0], -1)
+    surr = jax.nn.softmax(jnp.einsum("bd,mdk->mbk", flat, jnp.asarray(CBIM_W_SURR, x.dtype)))
+    ref = jax.nn.softmax(jnp.einsum("bd,mdk->mbk", flat, jnp.asarray(CBIM_W_REF, x.dtype)))
+    return surr, ref
+
+
+def _member_probs_np(w_MxDxK, x):
+    """float64 softmax outputs [M, B, K] of linear members."""
+    z = np.einsum("bd,mdk->mbk", np.asarray(x, np.float64).reshape(len(x), -1), w_MxDxK)
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _m_e_np(x):
+    """Surr (Eq. 11), Ref (Eq. 12), M_E (Eq. 13) in numpy, dropout 0."""
+    surr = _member_probs_np(CBIM_W_SURR, x).mean(0)
+    ref = _member_probs_np(CBIM_W_REF, x).mean(0)
+    return surr, ref, (1.0 - ref) * surr
+
+
+def _best_wrong_np(scores_BxK, y_B):
+    scores = np.array(scores_BxK, np.float64)
+    scores[np.arange(len(scores)), y_B] = -np.inf
+    return scores.argmax(-1)
+
+
+def _three_term_np(x, x0, beta, gamma):
+    """Per-example H(1, max_{t != y} M_E) - beta H(M(x0), M(x)) + gamma H(M(x), Surr), eps 1e-12."""
+    surr, _, m_e = _m_e_np(x)
+    t = _best_wrong_np(m_e, CBIM_Y)
+    source, source0 = _member_probs_np(CBIM_W_SURR, x)[0], _member_probs_np(CBIM_W_SURR, x0)[0]
+    h_max = -np.log(m_e[np.arange(len(t)), t] + 1e-12)
+    h_away = -(source0 * np.log(source + 1e-12)).sum(-1)
+    h_agree = -(source * np.log(surr + 1e-12)).sum(-1)
+    return h_max - beta * h_away + gamma * h_agree
+
+
+def test_cbim_case_is_the_one_described():
+    """The fixture itself: the references change the target, and M_E tops on the true class."""
+    surr, _, m_e = _m_e_np(CBIM_X0)
+    np.testing.assert_array_equal(_best_wrong_np(surr, CBIM_Y), [1, 1])
+    np.testing.assert_array_equal(_best_wrong_np(m_e, CBIM_Y), CBIM_TARGET)
+    np.testing.assert_array_equal(m_e.argmax(-1), CBIM_Y)
+    np.testing.assert_allclose(m_e, [[0.402, 0.057, 0.230], [0.352, 0.156, 0.019]], atol=1e-3)
+
+
+def test_masked_mean_is_the_mean_of_the_kept_members():
+    probs = np.random.default_rng(0).dirichlet(np.ones(4), size=(3, 2))  # [M=3, B=2, K=4]
+    for keep in ([1, 0, 1], [0, 1, 0], [1, 1, 1]):
+        kept = probs[np.asarray(keep, bool)]
+        np.testing.assert_allclose(
+            ensemble.masked_mean(jnp.asarray(probs, jnp.float32), jnp.asarray(keep, jnp.float32)),
+            kept.mean(0),
+            atol=1e-6,
+            err_msg=f"keep={keep}",
+        )
+
+
+def test_member_dropout_averages_a_subset_of_the_members():
+    """With member dropout, Surr is the plain mean of some non-empty subset of the members."""
+    probs = np.random.default_rng(1).dirichlet(np.ones(4), size=(3, 2))
+    subset_means = [
+        probs[np.asarray(m, bool)].mean(0)
+        for m in ([1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1])
+    ]
+    p = jnp.asarray(probs, jnp.float32)
+    for seed in range(8):
+        surr, _, _ = ensemble.compose(p, p, rng=jax.random.PRNGKey(seed), dropout=0.5)
+        assert any(np.allclose(surr, m, atol=1e-6) for m in subset_means), seed
+
+
+def test_cbim_linear_loss_is_eq_14_on_the_best_wrong_class_of_m_e():
+    loss_fn = cbim_lib.cbim_loss(
+        _cbim_probs_fn, jnp.asarray(CBIM_X0, jnp.float32), CBIM_Y, dropout=0.0, loss="linear"
+    )
+    _, _, m_e = _m_e_np(CBIM_X0)
+    # -M_E(x)[t] summed over the batch: -(M_E[0, 2] + M_E[1, 1]).
+    want = -(m_e[0, 2] + m_e[1, 1])
+    got = float(loss_fn(jnp.asarray(CBIM_X0, jnp.float32), None))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got, -0.386, atol=1e-3)
+
+
+def test_cbim_three_term_loss_matches_hand_computation():
+    x0 = jnp.asarray(CBIM_X0, jnp.float32)
+    x = x0 + jnp.asarray([0.05, -0.05, -0.05, 0.05], jnp.float32).reshape(x0.shape)
+    loss_fn = cbim_lib.cbim_loss(
+        _cbim_probs_fn, x0, CBIM_Y, dropout=0.0, loss="three_term", beta=0.5, gamma=2.0
+    )
+    want = _three_term_np(np.asarray(x), CBIM_X0, beta=0.5, gamma=2.0)  # [3.066, 3.156]
+    np.testing.assert_allclose(float(loss_fn(x, None)), want.sum(), rtol=1e-5)
+
+
+def _m_e_target_gradient_np(x, t):
+    """d M_E(x)[t] / dx by hand: d softmax_t / dx = p_t (W[:, t] - W p) per member, and
+    d[(1 - Ref_t) Surr_t] = (1 - Ref_t) dSurr_t - Surr_t dRef_t (Eq. 13)."""
+    flat, rows = np.asarray(x, np.float64).reshape(len(x), -1), np.arange(len(t))
+
+    def mean_and_grad(w_MxDxK):
+        p = _member_probs_np(w_MxDxK, flat)  # [M, B, K]
+        p_t = p[:, rows, t]  # [M, B]
+        w_t = w_MxDxK[:, :, t].transpose(0, 2, 1)  # [M, B, D]
+        grad = p_t[..., None] * (w_t - np.einsum("mdk,mbk->mbd", w_MxDxK, p))
+        return p_t.mean(0), grad.mean(0)
+
+    surr_t, d_surr = mean_and_grad(CBIM_W_SURR)
+    ref_t, d_ref = mean_and_grad(CBIM_W_REF)
+    return (1.0 - ref_t)[:, None] * d_surr - surr_t[:, None] * d_ref
+
+
+class CBIMStepKnownAnswerTest(chex.TestCase):
+    """One C-BIM step equals the sign-gradient step computed by hand."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_linear_loss_step(self):
+        x0 = jnp.asarray(CBIM_X0, jnp.float32)
+        step = self.variant(
+            lambda x: cbim_lib.cbim_step(
+                _cbim_probs_fn, x, x0, CBIM_Y, 0, eps=0.1, alpha=0.01, dropout=0.0, loss="linear"
+            )
+        )
+        # Descending -M_E[t] moves each pixel by alpha along sign(d M_E[t] / dx):
+        # by hand d M_E[t]/dx = [[0.197, -0.746], [-0.340, 0.025]].
+        grad = _m_e_target_gradient_np(CBIM_X0, CBIM_TARGET)
+        np.testing.assert_allclose(grad, [[0.197, -0.746], [-0.340, 0.025]], atol=1e-3)
+        want = CBIM_X0.reshape(2, -1) + 0.01 * np.sign(grad)
+        np.testing.assert_allclose(np.asarray(step(x0)).reshape(2, -1), want, atol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_three_term_loss_step(self):
+        x0 = jnp.asarray(CBIM_X0, jnp.float32)
+        delta = np.array([0.05, -0.05, -0.05, 0.05]).reshape(CBIM_X0.shape)
+        step = self.variant(
+            lambda x: cbim_lib.cbim_step(
+                _cbim_probs_fn,
+                x,
+                x0,
+                CBIM_Y,
+                0,
+                eps=0.1,
+                alpha=0.01,
+                dropout=0.0,
+                loss="three_term",
+                beta=0.5,
+                gamma=2.0,
+            )
+        )
+        # The gradient by central differences of the numpy loss (float64): every component is
+        # far from 0 (about [[-0.77, 4.00], [2.33, -0.86]]), so its sign is unambiguous.
+        x = (CBIM_X0 + delta).reshape(2, -1)
+        loss = lambda z: _three_term_np(z.reshape(CBIM_X0.shape), CBIM_X0, 0.5, 2.0)
+        grad = np.zeros_like(x)
+        for d in range(x.shape[1]):
+            h = np.zeros_like(x)
+            h[:, d] = 1e-6
+            grad[:, d] = (loss(x + h) - loss(x - h)) / 2e-6
+        assert np.abs(grad).min() > 0.5
+        got = np.asarray(step(jnp.asarray(x.reshape(CBIM_X0.shape), jnp.float32)))
+        np.testing.assert_allclose(got.reshape(2, -1), x - 0.01 * np.sign(grad), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Conferrability (Eq. 9-10), C-BIM (Section 4.4) and Verify (Algorithm 1)."""
 
+from math import comb
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -58,12 +60,13 @@ def test_cbim_stays_in_ball_and_raises_m_e(loss):
     assert float(jnp.abs(x - x0).max()) <= 0.1 + 1e-6
     assert float(x.min()) >= 0 and float(x.max()) <= 1
 
-    def best_wrong_m_e(z):
-        s, r = probs_fn(z)
-        m_e = (1 - r.mean(0)) * s.mean(0)
-        return jnp.take_along_axis(m_e, cbim_lib.best_wrong_class(m_e, y)[:, None], -1).mean()
+    def best_wrong_m_e(z):  # in numpy: the expectation must not call the code under test
+        s, r = (np.asarray(p, np.float64) for p in probs_fn(z))
+        m_e = (1 - r.mean(0)) * s.mean(0)  # Eq. 13
+        m_e[np.arange(len(m_e)), np.asarray(y)] = -np.inf  # the target is a wrong class
+        return m_e.max(-1).mean()
 
-    assert float(best_wrong_m_e(x)) > float(best_wrong_m_e(x0))
+    assert best_wrong_m_e(x) > best_wrong_m_e(x0)
 
 
 def test_cbim_dropout_uses_the_key():
@@ -110,6 +113,30 @@ def test_verify_labels_algorithm_1():
     assert fp_lib.verify_labels(fp, other, theta=0.6)["verified"]
     with pytest.raises(ValueError, match="expected 20 labels"):
         fp_lib.verify_labels(fp, keys[:5])
+
+
+def test_verify_labels_exact_counts_p_values_and_the_theta_boundary():
+    keys = np.arange(20) % 10
+    fp = _fp(keys, [])
+    # A calibration given by hand: four independent models, each 5 of 20 (pooled rate 1/4).
+    cal = {"n": 20, "agree_counts": [5, 5, 5, 5], "num_models": 4, "pooled_rate": 0.25}
+    fp.meta["calibration"] = dict(cal, beta_a=5.0, beta_b=15.0)
+    labels = keys.copy()
+    labels[:6] = (labels[:6] + 1) % 10  # 14 of 20 agree: accuracy 0.7 == theta
+    res = fp_lib.verify_labels(fp, labels)
+    assert res["agreements"] == 14 and res["n_queries"] == 20
+    assert res["fingerprint_accuracy"] == 0.7 and res["theta"] == 0.7
+    assert res["verified"], "Algorithm 1, line 3: verified when p_ret >= theta"
+    # P(K >= 14) under Bin(20, 1/4), summed by hand.
+    binomial_tail = sum(comb(20, i) * 0.25**i * 0.75 ** (20 - i) for i in range(14, 21))
+    assert res["p_value_binomial"] == pytest.approx(binomial_tail, rel=1e-9)
+    # The calibrated p-value is P(K >= 14) of 20: stats pins its value, Verify its arguments.
+    calibrated = stats.p_values(14, 20, fp.meta["calibration"])["p_value"]
+    assert res["p_value"] == pytest.approx(calibrated, rel=1e-12)
+    labels[6] = (labels[6] + 1) % 10  # 13 of 20
+    res13 = fp_lib.verify_labels(fp, labels)
+    assert res13["agreements"] == 13 and not res13["verified"]
+    assert res13["p_value"] > res["p_value"]
 
 
 def test_to_uint8_rounds_and_clips():

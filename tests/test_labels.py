@@ -65,3 +65,27 @@ def test_noise_weight_moves_labels_towards_uniform_random_vectors(logits):
     pure = labels.noisy(None, logits, noise=1.0, rng=np.random.default_rng(3))
     np.testing.assert_allclose(half, 0.5 * p + 0.5 * pure, atol=1e-6)  # Noise: (1 - l) p + l u
     assert not np.allclose(pure.argmax(-1), p.argmax(-1))
+
+
+def test_jagielski_is_the_renormalised_power_of_the_probabilities():
+    z = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, -1.0]])
+    p = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    for t in (0.5, 1.0, 2.0):
+        q = p ** (1.0 / t)
+        want = q / q.sum(-1, keepdims=True)  # p_i^(1/T') / sum_j p_j^(1/T')
+        got = labels.make_targets("jagielski", None, z, num_classes=3, temperature=t)
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=f"T'={t}")
+    # T' = 0.5 on [2, 1, 0]: p^2 renormalised is [e^4, e^2, 1] / (e^4 + e^2 + 1).
+    half = labels.jagielski(None, z[:1], temperature=0.5)
+    np.testing.assert_allclose(half, [[0.86681, 0.11731, 0.01588]], atol=1e-5)
+
+
+def test_jagielski_temperature_acts_as_a_temperature():
+    # A confident 10-class source: logit 4 on class 0, p_0 = e^4 / (e^4 + 9) = 0.8585. Eq. 4 read
+    # literally, softmax(p^(1/T')), would cap the top label near 0.2 and flatten it as T' shrinks.
+    z = np.array([[4.0] + [0.0] * 9])
+    top = lambda t: float(labels.jagielski(None, z, temperature=t)[0, 0])
+    assert top(1.0) == pytest.approx(np.exp(4) / (np.exp(4) + 9), rel=1e-6)  # 0.8585: p itself
+    assert top(2.0) == pytest.approx(np.exp(2) / (np.exp(2) + 9), rel=1e-6)  # 0.4509: softer
+    assert top(0.5) == pytest.approx(np.exp(8) / (np.exp(8) + 9), rel=1e-6)  # 0.9970: sharper
+    assert top(1e3) == pytest.approx(0.1, abs=1e-3)  # T' -> inf: uniform

@@ -1,10 +1,15 @@
 """Stacked training: members independent, strategies equal, resumable, loud on NaN."""
 
+import functools
+
 import chex
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from sklearn import datasets
 
 from fingerprinting import ensemble
@@ -266,3 +271,68 @@ def test_restored_init_compiles_the_step_once(digits, tmp_path, monkeypatch):
     )
     assert chunks[0].jitted._cache_size() == 1
     assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(restored))  # not donated
+
+
+class _TinyDense(nn.Module):
+    """One Dense layer on the flattened input: a gradient a person can write down."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        del train
+        return nn.Dense(3, name="head")(x.reshape(x.shape[0], -1))
+
+
+class OneStepKnownAnswerTest(chex.TestCase):
+    """One optimizer step of a tiny Dense model equals the update computed by hand."""
+
+    X = np.array([1.0, 0.5, 0.0, 0.25, 0.0, 1.0, 0.5, 0.75]).reshape(2, 2, 2, 1)
+    TARGETS = np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    W = np.array([[0.5, -0.25, 0.0], [0.25, 0.5, -0.5], [-0.5, 0.0, 0.25], [0.0, 0.25, 0.5]])
+    B = np.array([0.1, 0.0, -0.1])
+    T = 2.0  # the distillation temperature of the loss (Eq. 2)
+
+    def _hand_gradient(self):
+        """Mean soft cross-entropy of softmax(z / T), z = x W + b, and its gradient by hand:
+        dL/dz = (softmax(z / T) - targets) / (T B)."""
+        x = self.X.reshape(2, -1)
+        z = (x @ self.W + self.B) / self.T
+        q = np.exp(z - z.max(-1, keepdims=True))
+        q /= q.sum(-1, keepdims=True)
+        loss = -(self.TARGETS * np.log(q)).sum(-1).mean()
+        dz = (q - self.TARGETS) / (self.T * len(x))
+        return loss, x.T @ dz, dz.sum(0)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(("sgd", "sgd"), ("adam", "adam"))
+    def test_step(self, optimizer):
+        lr, wd = 0.1, 0.01 if optimizer == "sgd" else 0.0
+        cfg = _cfg(optimizer=optimizer, learning_rate=lr, weight_decay=wd, schedule="constant")
+        tx = training.make_optimizer(cfg, 10, 1)
+        params = {"head": {"kernel": jnp.asarray(self.W, jnp.float32), "bias": jnp.asarray(self.B)}}
+        state = training.TrainState(params=params, batch_stats={}, opt_state=tx.init(params))
+        step = self.variant(
+            functools.partial(
+                training.member_train_step,
+                model=_TinyDense(),
+                tx=tx,
+                temperature=self.T,
+                crop=0,
+                flip=False,
+            )
+        )
+        x, targets = jnp.asarray(self.X, jnp.float32), jnp.asarray(self.TARGETS, jnp.float32)
+        new, metrics = step(state, x, targets, jax.random.PRNGKey(0))
+        loss, g_w, g_b = self._hand_gradient()
+        if optimizer == "sgd":
+            # Weight decay, then Nesterov momentum 0.9 from a zero trace: g + 0.9 g.
+            want_w = self.W - lr * 1.9 * (g_w + wd * self.W)
+            want_b = self.B - lr * 1.9 * (g_b + wd * self.B)
+        else:
+            # Adam's first bias-corrected step: lr g / (|g| + 1e-8).
+            want_w = self.W - lr * g_w / (np.abs(g_w) + 1e-8)
+            want_b = self.B - lr * g_b / (np.abs(g_b) + 1e-8)
+        np.testing.assert_allclose(new.params["head"]["kernel"], want_w, atol=1e-6)
+        np.testing.assert_allclose(new.params["head"]["bias"], want_b, atol=1e-6)
+        np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+        # Example 0's logits top on class 0, as its target; example 1's on class 1, its target on 2.
+        np.testing.assert_allclose(metrics["accuracy"], 0.5)
