@@ -36,25 +36,29 @@ def base() -> ml_collections.ConfigDict:
         dict(
             name="digits",
             dir="",
-            seed=0,
-            d1_size=0,
+            seed=0,  # added to `seed` for the party split: every seed splits anew
+            d1_size=0,  # 0: the dataset's default party and test sizes
             d2_size=0,
-            test_size=0,  # 0: the dataset's default split
-            resize=0,
+            test_size=0,
+            source_holdout=0.0,  # share of D1 the source never trains on (its validation split)
+            resize=0,  # 0: keep the images' size and channels as loaded
             channels=0,
         )
-    )  # 0: keep as loaded
+    )
 
     cpu_mix = "cnn_small:2,cnn_medium:2,cnn_wide:2,mlp:2"
     c.models = ml_collections.ConfigDict(
         dict(
             source="cnn_medium",
             training_surrogates=cpu_mix,
+            training_label_only_surrogates="",  # the defender's students of top-1 labels
             training_references=cpu_mix,
             testing_surrogates="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
+            label_only_surrogates="",  # thieves that see only the source's top-1 label
             testing_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
             calibration_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
             calibration_data="d1",  # the defender's own data; 'd2' to simulate outsiders
+            surrogate_data="d1",  # the defender distils on: d1, or d1_holdout (unseen by the source)
             surrogate_labels="source_soft",  # Retraining attack: the source's labels at T
             training_temperature=1.0,  # distillation T of the defender's surrogates
             testing_temperature=1.0,  # T of the adversary's surrogates (Retraining: 1)
@@ -90,6 +94,7 @@ def base() -> ml_collections.ConfigDict:
             steps=100,
             dropout=0.5,
             dropout_kind="member",
+            keep_source=True,  # member dropout never drops the source (its labels are the keys)
             tau=0.75,
             num_candidates=400,
             fingerprint_size=100,
@@ -146,8 +151,9 @@ def removal_section() -> ml_collections.ConfigDict:
       Madry et al.'s L-inf adversarial training; the paper gives no values.
     - `distill_epochs` 0: the attacks that train a model from scratch train as
       long as the adversary's testing surrogates (`train.epochs`).
-    - `jagielski_temperature` T' = 1 (Eq. 4): the paper gives no value; Eq. 4
-      applies the softmax to probabilities, which T' changes little.
+    - `jagielski_temperature` T' = 2 (Eq. 4 read as p^(1/T') renormalised, a true
+      temperature; see `labels.jagielski`): the paper gives no value; at T' = 1
+      the attack would learn exactly Retraining's labels, so it softens them.
     - `papernot_seed_size` 150, `papernot_rounds` 6, `papernot_lambda` 0.1:
       Papernot et al.'s MNIST setting (each round doubles the set).
     - `knockoff_data`: the transfer set, another distribution than the attacked
@@ -172,7 +178,7 @@ def removal_section() -> ml_collections.ConfigDict:
             adversarial_eps=8 / 255,
             adversarial_alpha=2 / 255,
             adversarial_steps=7,
-            jagielski_temperature=1.0,
+            jagielski_temperature=2.0,
             papernot_seed_size=150,
             papernot_rounds=6,
             papernot_lambda=0.1,
@@ -195,6 +201,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.models.source = "cnn_small"
     c.models.training_surrogates = c.models.training_references = one
     c.models.testing_surrogates = c.models.testing_references = "cnn_small:1"
+    c.models.label_only_surrogates, c.models.training_label_only_surrogates = "mlp:1", ""
     c.models.calibration_references = "mlp:2"
     c.train.epochs, c.train.source_epochs, c.train.batch_size = 1, 2, 64
     c.extract.steps, c.extract.num_candidates, c.extract.batch_size = 5, 32, 32
@@ -239,6 +246,8 @@ def paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.models.training_references = PAPER_MIX.format(a=4, b=2)
     c.models.testing_surrogates = PAPER_MIX.format(a=2, b=1)
     c.models.testing_references = PAPER_MIX.format(a=2, b=1)
+    c.models.training_label_only_surrogates = "resnet20:2,vgg16:1"  # students of top-1 labels
+    c.models.label_only_surrogates = "resnet20:1,vgg16:1"  # a label-only API's thieves
     c.models.calibration_references = PAPER_MIX.format(a=2, b=1)
     c.models.strategy = "auto"
     c.train.update(
@@ -292,7 +301,8 @@ def tiny_paper(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     mix = PAPER_MIX.format(a=1, b=1)
     c.models.training_surrogates = c.models.training_references = mix
     c.models.testing_surrogates = c.models.testing_references = "resnet20:1"
-    c.models.calibration_references = "resnet20:1"
+    c.models.label_only_surrogates = c.models.calibration_references = "resnet20:1"
+    c.models.training_label_only_surrogates = "resnet20:1"
     c.train.update(dict(epochs=1, source_epochs=1, batch_size=8, chunk_steps=8))
     c.extract.update(dict(steps=2, num_candidates=8, batch_size=8, tau=0.0))
     c.evaluate.update(dict(table1_points=4, table1_methods="cbim,fgsm", eps_sweep=""))

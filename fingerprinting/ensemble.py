@@ -347,19 +347,23 @@ def compose(
     rng=None,
     dropout: float = 0.0,
     dropout_kind: str = "member",
+    keep_source: bool = False,
 ):
     """Compose(M, S, R) of Section 4.4: (Surr, Ref, M_E), each [B, K].
 
     surr_probs holds the source and the surrogates (S_M), ref_probs the
     references. Dropout 'member' drops whole models and renormalizes the means;
     'output' drops entries of the ensemble's output vector (Keras-style dropout
-    before the output, scaled by 1/(1-rate)).
+    before the output, scaled by 1/(1-rate)). With `keep_source` member dropout
+    never drops member 0 of the surrogate side, the source: the keys are its
+    labels, so every step should push towards what it answers.
     """
     ks, kr, ko = jax.random.split(rng, 3) if rng is not None else (None,) * 3
     if dropout_kind == "member" and dropout > 0:
-        surr = masked_mean(
-            surr_probs_MxBxK, member_keep_mask(ks, surr_probs_MxBxK.shape[0], dropout)
-        )
+        keep = member_keep_mask(ks, surr_probs_MxBxK.shape[0], dropout)
+        if keep_source:
+            keep = keep.at[0].set(1.0)
+        surr = masked_mean(surr_probs_MxBxK, keep)
         ref = masked_mean(ref_probs_MxBxK, member_keep_mask(kr, ref_probs_MxBxK.shape[0], dropout))
     else:
         surr, ref = surr_probs_MxBxK.mean(0), ref_probs_MxBxK.mean(0)

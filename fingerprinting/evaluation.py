@@ -29,7 +29,13 @@ from fingerprinting import removal
 from fingerprinting import report
 from fingerprinting import attacks
 
-TESTED_KINDS = ("source", "testing_surrogate", "testing_reference", "calibration_reference")
+TESTED_KINDS = (
+    "source",
+    "testing_surrogate",
+    "label_only_surrogate",
+    "testing_reference",
+    "calibration_reference",
+)
 METHODS = ("cbim",) + tuple(attacks.ATTACKS)
 
 
@@ -210,3 +216,30 @@ def run_evaluate(config, workdir: str) -> list[dict]:
     report.write_report(workdir, fp, rows, t1, config)
     print(report.verdict_table([r for r in rows if r["kind"] != "evasion"]))
     return rows
+
+
+def parse_seeds(spec: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integer seeds, got {spec!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"expected distinct seeds, got {spec!r}")
+    return seeds
+
+
+def run_study(config, workdir: str, seeds: list[int]) -> list[dict]:
+    """`run_evaluate` once per seed, in WORKDIR/seed-N (each resumable), then
+    one table and one plot over the seeds: WORKDIR/study.md and plots/study.png."""
+    study = []
+    for i, seed in enumerate(seeds):
+        progress.log(f"study: seed {seed} ({i + 1} of {len(seeds)})")
+        cfg = config.copy_and_resolve_references()
+        with cfg.unlocked():
+            cfg.seed = seed
+        rows = run_evaluate(cfg, os.path.join(workdir, f"seed-{seed}"))
+        study.append(report.study_row(seed, rows))
+    os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
+    text = report.write_study(workdir, study, config.verify.theta, config.verify.significance)
+    print(text)
+    return study

@@ -33,6 +33,7 @@ from fingerprinting import progress
 from fingerprinting import sharding
 from fingerprinting import stats
 from fingerprinting import training
+from fingerprinting import zoo as zoo_lib
 from fingerprinting.attacks import cbim as cbim_lib
 
 
@@ -104,6 +105,7 @@ def make_cbim_fn(surr_groups, ref_groups, ecfg, strategy=None, loop=None):
         alpha=ecfg.alpha,
         dropout=ecfg.dropout,
         dropout_kind=ecfg.dropout_kind,
+        keep_source=ecfg.get("keep_source", False),
         loss=ecfg.loss,
         beta=ecfg.beta,
         gamma=ecfg.gamma,
@@ -201,7 +203,7 @@ def run_cbim(
     defender's: the source and its training surrogates against the training
     references; an adversary passes its own trained groups. With `resume_dir`
     every finished batch is kept there and a rerun continues after the last."""
-    surr = surrogates or [zoo.source()] + zoo.get("training_surrogate")
+    surr = surrogates or [zoo.source()] + zoo.groups(zoo_lib.TRAINING_SURROGATES)
     refs = zoo.get("training_reference") if references is None else references
     run = make_cbim_fn(
         [t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy, ecfg.get("loop")
@@ -243,14 +245,15 @@ def run_cbim(
 
 
 def score_examples(
-    zoo, x_uint8, truth, surrogates="training_surrogate", references="training_reference"
+    zoo, x_uint8, truth, surrogates=zoo_lib.TRAINING_SURROGATES, references="training_reference"
 ) -> dict:
-    """The source's labels (keys) on x, the labels of the given surrogates and
-    references, conferrability on them (Eq. 10), and which x are adversarial."""
+    """The source's labels (keys) on x, the labels of the surrogates and
+    references of the given kinds (a kind or a tuple of kinds), conferrability
+    on them (Eq. 10), and which x are adversarial."""
     x = x_uint8.astype(np.float32) / 255.0
     keys = labels_of([zoo.source()], x, zoo.strategy)[0]
-    surr = labels_of(zoo.get(surrogates), x, zoo.strategy)
-    refs = labels_of(zoo.get(references), x, zoo.strategy)
+    surr = labels_of(zoo.groups(surrogates), x, zoo.strategy)
+    refs = labels_of(zoo.groups(references), x, zoo.strategy)
     return {
         "keys": keys,
         "surrogate_labels": surr,

@@ -93,6 +93,7 @@ def pin_config(config, workdir: str, sections=PINNED) -> None:
 def load_splits(config) -> data_lib.Splits:
     cfg = types.SimpleNamespace(**config.data.to_dict())
     cfg.dir = cfg.dir or None
+    cfg.seed = config.seed + config.data.seed  # a new run seed is a new split too
     return data_lib.load_splits(cfg)
 
 
@@ -119,6 +120,7 @@ def validate(config) -> None:
         ("extract.dropout", e.dropout, 0 <= e.dropout < 1),
         ("extract.tau", e.tau, 0 <= e.tau <= 1),
         ("verify.theta", config.verify.theta, 0 < config.verify.theta <= 1),
+        ("verify.significance", config.verify.significance, 0 < config.verify.significance < 1),
         ("extract.num_candidates", e.num_candidates, e.num_candidates >= 1),
         ("extract.decoys_per_input", e.decoys_per_input, e.decoys_per_input >= 0),
         ("train.epochs", config.train.epochs, config.train.epochs >= 1),

@@ -23,11 +23,14 @@ import numpy as np  # noqa: E402
 
 from fingerprinting import evasion  # noqa: E402
 from fingerprinting import files  # noqa: E402
+from fingerprinting.zoo import DERIVED_KINDS, INDEPENDENT_KINDS  # noqa: E402
 
 KIND_COLORS = {
     "source": "black",
     "training_surrogate": "tab:red",
+    "training_label_only_surrogate": "tab:orange",
     "testing_surrogate": "tab:red",
+    "label_only_surrogate": "tab:orange",
     "training_reference": "tab:blue",
     "testing_reference": "tab:blue",
     "calibration_reference": "tab:cyan",
@@ -60,14 +63,51 @@ def _md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(out)
 
 
+def roc_auc(positives, negatives) -> float | None:
+    """Probability that a random positive scores above a random negative (ties
+    count half): the area under the ROC curve of the score, pair by pair."""
+    if not positives or not negatives:
+        return None
+    p, n = np.asarray(positives, float)[:, None], np.asarray(negatives, float)[None, :]
+    return float(((p > n) + 0.5 * (p == n)).mean())
+
+
 def separation(rows: list[dict]) -> dict:
-    """Smallest fingerprint accuracy of testing surrogates, largest of references."""
-    acc = lambda kind: [r["fingerprint_accuracy"] for r in rows if r["kind"] == kind]
-    surr, refs = acc("testing_surrogate"), acc("testing_reference") + acc("calibration_reference")
+    """How the fingerprint tells derived models (the adversary's surrogates)
+    from independent ones (testing and calibration references): the smallest
+    and largest fingerprint accuracy, their margin, the ROC AUC, and how many
+    of each were verified at theta and by the calibrated test."""
+    derived = [r for r in rows if r["kind"] in DERIVED_KINDS]
+    independent = [r for r in rows if r["kind"] in INDEPENDENT_KINDS]
+    acc = lambda rs: [r["fingerprint_accuracy"] for r in rs]
+    count = lambda rs, key: sum(bool(r.get(key)) for r in rs)
+    low, high = min(acc(derived), default=None), max(acc(independent), default=None)
     return {
-        "min_surrogate": min(surr) if surr else None,
-        "max_reference": max(refs) if refs else None,
+        "min_surrogate": low,
+        "max_reference": high,
+        "margin": None if low is None or high is None else low - high,
+        "auc": roc_auc(acc(derived), acc(independent)),
+        "derived": len(derived),
+        "independent": len(independent),
+        "derived_verified": count(derived, "verified"),
+        "derived_verified_calibrated": count(derived, "verified_calibrated"),
+        "independent_verified": count(independent, "verified"),
+        "independent_verified_calibrated": count(independent, "verified_calibrated"),
     }
+
+
+def verdict_line(sep: dict, theta: float, significance: float) -> str:
+    """The report's first line: what the fingerprint caught, and what it wrongly caught."""
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    return (
+        f"**Verdict: {sep['derived_verified']} of {sep['derived']} derived models verified "
+        f"at theta = {theta}, {sep['derived_verified_calibrated']} of {sep['derived']} by the "
+        f"calibrated test (p < {significance}); {sep['independent_verified']} of "
+        f"{sep['independent']} independent models wrongly verified at theta, "
+        f"{sep['independent_verified_calibrated']} of {sep['independent']} by the calibrated "
+        f"test.** ROC AUC {fmt(sep['auc'])}; smallest derived {fmt(sep['min_surrogate'])}, "
+        f"largest independent {fmt(sep['max_reference'])}."
+    )
 
 
 def _save(fig, path: str) -> None:
@@ -128,6 +168,7 @@ def plot_removal_accuracy(rows, theta, path):
     ax.axhline(theta, color="k", ls="--", lw=1, label=f"theta = {theta}")
     kinds = (
         ("testing_surrogate", "o", "testing surrogates"),
+        ("label_only_surrogate", "o", "label-only surrogates"),
         ("testing_reference", "s", "testing references"),
         ("calibration_reference", "s", "calibration references"),
         ("source", "*", "source"),
@@ -304,14 +345,20 @@ def write_report(workdir, fp, rows, t1, config) -> str:
     md = [
         f"# Fingerprint report: {m.get('dataset')}",
         "",
+        verdict_line(sep, theta, config.verify.significance),
+        "",
+        f"Source: {m.get('source_architecture')}, test accuracy "
+        f"{fmt(source_accuracy(rows))}.",
         f"Fingerprint: {len(fp)} examples kept of {m.get('candidates')} candidates "
         f"({m.get('adversarial')} adversarial, {m.get('passed_tau')} with conferrability >= "
         f"{config.extract.tau}); C-BIM eps {config.extract.eps}, loss {config.extract.loss}, "
         f"{config.extract.steps} steps; extraction {m.get('extract_seconds')} s.",
         f"Calibration: {cal.get('num_models', 0)} independent models, pooled chance rate "
         f"{fmt(cal.get('pooled_rate'))}, Beta({fmt(cal.get('beta_a'))}, {fmt(cal.get('beta_b'))}).",
-        f"Smallest fingerprint accuracy of a testing surrogate: **{fmt(sep['min_surrogate'])}**; "
-        f"largest of an independent model: **{fmt(sep['max_reference'])}** (theta {theta}).",
+        f"Smallest fingerprint accuracy of a derived model (testing and label-only "
+        f"surrogates): **{fmt(sep['min_surrogate'])}**; largest of an independent model "
+        f"(testing and calibration references): **{fmt(sep['max_reference'])}**; margin "
+        f"{fmt(sep['margin'])}, ROC AUC {fmt(sep['auc'])} (theta {theta}).",
         "",
         "## Verification of every model (Tables 2-3)",
         "",
@@ -390,4 +437,94 @@ def write_report(workdir, fp, rows, t1, config) -> str:
     md += ["## Fingerprint images", "", "![fingerprint images](plots/fingerprint_images.png)", ""]
     text = "\n".join(md)
     files.write_text_atomic(os.path.join(workdir, "report.md"), text)
+    return text
+
+
+def study_row(seed: int, rows: list[dict]) -> dict:
+    """One seed of a study: the separation of its models and the removal
+    attacks caught among those that keep the source's accuracy."""
+    src = source_accuracy(rows)
+    kept = [r for r in rows if r["kind"] == "attack" and within_band(r, src)]
+    return dict(
+        seed=seed,
+        source_accuracy=src,
+        attacks_within_band=len(kept),
+        attacks_caught=sum(bool(r.get("verified_calibrated")) for r in kept),
+        attacks_missed=sorted({r["attack"] for r in kept if not r.get("verified_calibrated")}),
+        **separation(rows),
+    )
+
+
+def plot_study(study: list[dict], theta: float, path: str) -> None:
+    """Per seed: every derived and independent model's range, smallest derived
+    against largest independent, and theta."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(study)), 4))
+    x = np.arange(len(study))
+    ax.scatter(x, [s["min_surrogate"] for s in study], color="tab:red", s=60, zorder=3,
+               label="smallest derived model")
+    ax.scatter(x, [s["max_reference"] for s in study], color="tab:blue", marker="s", s=60,
+               zorder=3, label="largest independent model")
+    for i, s in enumerate(study):
+        ax.plot([i, i], [s["max_reference"], s["min_surrogate"]], color="0.6", lw=2)
+    ax.axhline(theta, color="k", ls="--", lw=1, label=f"theta = {theta}")
+    ax.set_xticks(x, [f"seed {s['seed']}" for s in study])
+    ax.set_xlim(-0.6, len(study) - 0.4)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("fingerprint accuracy")
+    ax.set_title("Derived against independent models, per seed")
+    ax.legend(fontsize=7, loc="center right")
+    _save(fig, path)
+
+
+def write_study(workdir: str, study: list[dict], theta: float, significance: float) -> str:
+    """WORKDIR/study.md, study.jsonl and plots/study.png from per-seed rows."""
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    table = _md_table(
+        [
+            "seed",
+            "source acc",
+            "smallest derived",
+            "largest independent",
+            "margin",
+            "ROC AUC",
+            "derived verified (theta / p)",
+            "independent verified (theta / p)",
+            "removal attacks caught (p)",
+        ],
+        [
+            [
+                s["seed"],
+                f"{s['source_accuracy']:.3f}",
+                fmt(s["min_surrogate"]),
+                fmt(s["max_reference"]),
+                fmt(s["margin"]),
+                fmt(s["auc"]),
+                f"{s['derived_verified']} / {s['derived_verified_calibrated']} of {s['derived']}",
+                f"{s['independent_verified']} / {s['independent_verified_calibrated']} "
+                f"of {s['independent']}",
+                f"{s['attacks_caught']} of {s['attacks_within_band']}"
+                + (f" (missed: {', '.join(s['attacks_missed'])})" if s["attacks_missed"] else ""),
+            ]
+            for s in study
+        ],
+    )
+    plot_study(study, theta, os.path.join(workdir, "plots", "study.png"))
+    text = "\n".join(
+        [
+            "# Study over seeds",
+            "",
+            f"Each seed splits the data, initialises every model and runs the extraction "
+            f"anew. Derived: testing and label-only surrogates; independent: testing and "
+            f"calibration references. Verified at theta = {theta} / by the calibrated test "
+            f"(p < {significance}). Removal attacks: those keeping the source's test accuracy "
+            f"within {ACCURACY_BAND * 100:.0f} points, verified by the calibrated test.",
+            "",
+            table,
+            "",
+            "![study](plots/study.png)",
+            "",
+        ]
+    )
+    files.write_text_atomic(os.path.join(workdir, "study.md"), text)
+    files.write_jsonl_atomic(os.path.join(workdir, "study.jsonl"), study)
     return text

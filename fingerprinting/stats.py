@@ -6,14 +6,22 @@ suspect is independent":
 - binomial: one pooled chance rate p0 = sum k_i / sum n_i. It ignores that
   chance agreement varies a lot from model to model, and so is overconfident;
 - beta-binomial: the agreement rate itself varies across independent models
-  as Beta(a, b), fitted by maximum likelihood over the calibration models.
-Each gives a one-sided p-value P(K >= k | independent).
+  as Beta(a, b). With a handful of calibration models a single fitted (a, b)
+  is overconfident too: four models that happen to agree alike say little
+  about how far a fifth may stray. The decision therefore uses the posterior
+  predictive tail: P(K >= k) averaged over every Beta(mean, concentration)
+  on a grid, weighted by how well it explains the calibration counts (flat
+  prior on the mean and on the log concentration). Few models leave wide
+  dispersions plausible and the p-value conservative; many models sharpen it.
+Each gives a one-sided p-value P(K >= k | independent); the maximum-likelihood
+fit (a, b) is kept as a summary.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import optimize
+from scipy import special
 from scipy import stats
 
 
@@ -48,6 +56,31 @@ def fit_beta_binomial(k, n) -> tuple[float, float]:
     return float(a), float(b)
 
 
+# The grid of the posterior predictive: Beta means and log-spaced
+# concentrations a + b from very dispersed (0.2) to nearly fixed rates (1e4).
+_MEANS = (np.arange(100) + 0.5) / 100
+_CONCENTRATIONS = np.logspace(np.log10(0.2), 4, 80)
+
+
+def _betabinom_logpmf(j, n: int, a, b):
+    """log P(K = j) of BetaBin(n, a, b), broadcasting j against a and b."""
+    log_choose = special.gammaln(n + 1) - special.gammaln(j + 1) - special.gammaln(n - j + 1)
+    return log_choose + special.betaln(j + a, n - j + b) - special.betaln(a, b)
+
+
+def predictive_p_value(k: int, n: int, agree_counts, n_calibration: int) -> float:
+    """P(K >= k) for a new independent model, averaged over the posterior of
+    Beta(mean, concentration) given calibration counts k_i of n_calibration."""
+    mean, conc = np.meshgrid(_MEANS, _CONCENTRATIONS, indexing="ij")
+    a, b = (mean * conc).ravel()[None], ((1.0 - mean) * conc).ravel()[None]
+    counts = np.asarray(agree_counts, float)[:, None]
+    loglik = _betabinom_logpmf(counts, n_calibration, a, b).sum(0)
+    w = np.exp(loglik - loglik.max())
+    tail_j = np.arange(max(k, 0), n + 1, dtype=float)[:, None]
+    tail = np.exp(_betabinom_logpmf(tail_j, n, a, b)).sum(0) if len(tail_j) else 0.0 * w
+    return float(np.clip((w * tail).sum() / w.sum(), 0.0, 1.0))
+
+
 def calibrate(agree_counts, n: int) -> dict:
     """Calibration statistics stored with the fingerprint."""
     k = [int(c) for c in agree_counts]
@@ -60,9 +93,10 @@ def calibrate(agree_counts, n: int) -> dict:
 
 
 def p_values(k: int, n: int, calibration: dict) -> dict:
-    """Both p-values of 'this suspect is independent' (None without calibration)."""
+    """Both p-values of 'this suspect is independent' (None without calibration):
+    the beta-binomial posterior predictive (the decision) and the pooled binomial."""
     if "pooled_rate" not in calibration or n == 0:
         return {"p_value": None, "p_value_binomial": None}
     pb = binomial_p_value(k, n, calibration["pooled_rate"])
-    pbb = beta_binomial_p_value(k, n, calibration["beta_a"], calibration["beta_b"])
+    pbb = predictive_p_value(k, n, calibration["agree_counts"], calibration["n"])
     return {"p_value": pbb, "p_value_binomial": pb}

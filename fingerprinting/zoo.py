@@ -29,16 +29,35 @@ from fingerprinting import models
 from fingerprinting import progress
 from fingerprinting import training
 
-# kind -> (party whose data it trains on, whether it learns from the source)
+# kind -> (party whose data it trains on, the label source it learns from);
+# a party of None is read from the config (see `Zoo.party_name`).
 KINDS = {
-    "source": ("d1", False),
-    "training_surrogate": ("d1", True),
-    "training_reference": ("d1", False),
-    "testing_surrogate": ("d2", True),
-    "testing_reference": ("d2", False),
-    "calibration_reference": (None, False),  # party from config.models.calibration_data
+    "source": (None, "ground_truth"),
+    "training_surrogate": (None, "surrogate"),
+    # The defender's own label-only thieves, so that C-BIM also looks for
+    # inputs on which students of top-1 labels agree with the source.
+    "training_label_only_surrogate": (None, "source_hard"),
+    "training_reference": ("d1", "ground_truth"),
+    "testing_surrogate": ("d2", "surrogate"),
+    # A thief behind a label-only API sees the source's top-1 label, nothing more.
+    "label_only_surrogate": ("d2", "source_hard"),
+    "testing_reference": ("d2", "ground_truth"),
+    "calibration_reference": (None, "ground_truth"),
 }
-SURROGATE_KINDS = ("training_surrogate", "testing_surrogate")
+SURROGATE_KINDS = (
+    "training_surrogate",
+    "training_label_only_surrogate",
+    "testing_surrogate",
+    "label_only_surrogate",
+)
+# The defender's models that C-BIM runs on (with the source on the surrogate side).
+TRAINING_SURROGATES = ("training_surrogate", "training_label_only_surrogate")
+# Models derived from the source and models made without it, among those
+# reported (never those the fingerprint was extracted on).
+DERIVED_KINDS = ("testing_surrogate", "label_only_surrogate")
+INDEPENDENT_KINDS = ("testing_reference", "calibration_reference")
+# The parts of D1 when the source keeps a validation split (data.source_holdout).
+D1_PARTS = ("d1_train", "d1_holdout")
 
 
 class SpecError(ValueError):
@@ -127,6 +146,16 @@ def validate(config) -> None:
         )
     if config.models.calibration_data not in ("d1", "d2"):
         raise SpecError("models.calibration_data must be 'd1' or 'd2'")
+    if config.models.surrogate_data not in ("d1", "d1_holdout"):
+        raise SpecError("models.surrogate_data must be 'd1' or 'd1_holdout'")
+    holdout = config.data.source_holdout
+    if not 0 <= holdout < 1:
+        raise SpecError(f"data.source_holdout = {holdout!r} is out of range; expected [0, 1)")
+    if config.models.surrogate_data == "d1_holdout" and holdout <= 0:
+        raise SpecError(
+            "models.surrogate_data 'd1_holdout' needs data.source_holdout > 0 "
+            "(the share of D1 the source does not train on)"
+        )
     ensemble.resolve_strategy(config.models.strategy)
 
 
@@ -187,10 +216,27 @@ class Zoo:
         return os.path.join(self.workdir, "models", group.name)
 
     def party_name(self, kind: str) -> str:
-        return KINDS[kind][0] or self.config.models.calibration_data
+        """The data a kind trains on: d1, d2, or a part of D1 (`D1_PARTS`)."""
+        party = KINDS[kind][0]
+        if party is not None:
+            return party
+        if kind == "source":
+            return "d1_train" if self.config.data.source_holdout > 0 else "d1"
+        if kind in TRAINING_SURROGATES:
+            return self.config.models.surrogate_data
+        return self.config.models.calibration_data
+
+    def split(self, party: str) -> data_lib.Split:
+        """d1, d2, or D1 cut into what the source trains on and its held-out rest."""
+        if party not in D1_PARTS:
+            return getattr(self.splits, party)
+        d1 = self.splits.d1
+        cut = len(d1) - int(round(self.config.data.source_holdout * len(d1)))
+        part = slice(None, cut) if party == "d1_train" else slice(cut, None)
+        return data_lib.Split(d1.x[part], d1.y[part])
 
     def party(self, kind: str) -> data_lib.Split:
-        return getattr(self.splits, self.party_name(kind))
+        return self.split(self.party_name(kind))
 
     def source(self) -> TrainedGroup:
         return self.get("source")[0]
@@ -198,7 +244,7 @@ class Zoo:
     def source_logits(self, party: str) -> np.ndarray:
         if party not in self._source_logits:
             src = self.source()
-            x = getattr(self.splits, party).x
+            x = self.split(party).x
             self._source_logits[party] = training.predict_logits(
                 src.group.model, src.variables, x, strategy=self.strategy
             )[0]
@@ -207,22 +253,22 @@ class Zoo:
     def temperature(self, kind: str) -> float:
         """Distillation temperature T (Section 2.2): the defender picks it for its
         training surrogates; the adversary's Retraining attack uses T = 1."""
-        if not KINDS[kind][1]:
+        if KINDS[kind][1] != "surrogate":
             return 1.0
         m = self.config.models
         return m.training_temperature if kind.startswith("training") else m.testing_temperature
 
     def targets(self, kind: str) -> np.ndarray:
         split = self.party(kind)
-        k = self.splits.num_classes
-        if not KINDS[kind][1]:
-            return labels_lib.make_targets("ground_truth", split.y, num_classes=k)
-        party = KINDS[kind][0]
+        label_source = KINDS[kind][1]
+        if label_source == "surrogate":
+            label_source = self.config.models.surrogate_labels
+        logits = None if label_source == "ground_truth" else self.source_logits(self.party_name(kind))
         return labels_lib.make_targets(
-            self.config.models.surrogate_labels,
+            label_source,
             split.y,
-            self.source_logits(party),
-            num_classes=k,
+            logits,
+            num_classes=self.splits.num_classes,
             temperature=self.temperature(kind),
         )
 
@@ -232,6 +278,10 @@ class Zoo:
             groups = groups_of_kind(self.config, kind, self.splits.num_classes)
             self._cache[kind] = [self._train_or_load(kind, g) for g in groups]
         return self._cache[kind]
+
+    def groups(self, kinds) -> list[TrainedGroup]:
+        """The trained groups of a kind, or of each of a tuple of kinds in order."""
+        return [tg for kind in ((kinds,) if isinstance(kinds, str) else kinds) for tg in self.get(kind)]
 
     def _train_or_load(self, kind: str, group: ensemble.Group) -> TrainedGroup:
         gdir = self.group_dir(group)

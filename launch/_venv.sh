@@ -1,6 +1,7 @@
 # Sourced by the launch scripts: creates (or reuses) .venv in the repository
 # and installs the package with the given extras when pyproject.toml changed.
-# Usage: source launch/_venv.sh [EXTRAS]
+# Usage: source launch/_venv.sh EXTRAS  (always pass it, "" for none: a bare `source`
+# hands the calling script's own arguments on as $1)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
 extras="${1:-}"

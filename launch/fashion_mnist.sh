@@ -5,6 +5,6 @@
 #   sudo apt-get install dataset-fashion-mnist   # once, for the offline files
 #   bash launch/fashion_mnist.sh [--config.field=value ...]
 set -euo pipefail
-source "$(dirname "$0")/_venv.sh"
+source "$(dirname "$0")/_venv.sh" ""  # no extras (not this script's arguments)
 python -m fingerprinting.evaluate --config=configs/fashion_mnist.py \
   --workdir="${WORKDIR:-runs/fashion_mnist}" "$@"

@@ -13,7 +13,7 @@ dataset="${1:?usage: launch/paper.sh cinic10|imagenet32|cifar10 [DATA_DIR] [over
 shift
 dir=""
 if [[ $# -gt 0 && "$1" != --* ]]; then dir="$1"; shift; fi
-source "$(dirname "$0")/_venv.sh"
+source "$(dirname "$0")/_venv.sh" ""  # no extras (not this script's arguments)
 python -m fingerprinting.evaluate --config="configs/${dataset}.py" \
   ${dir:+--config.data.dir="$dir"} ${KNOCKOFF_DIR:+--config.removal.knockoff_dir="$KNOCKOFF_DIR"} \
   --workdir="${WORKDIR:-runs/$dataset}" "$@"

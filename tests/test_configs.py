@@ -159,6 +159,9 @@ def test_paper_zoo(name, arg):
     for kind in SPEC_KINDS:
         counts = spec_counts(config, kind)
         assert set(counts) <= paper_archs, (kind, counts)
+        if "label_only" in kind:  # a few students of top-1 labels on each side
+            assert counts, kind
+            continue
         if arg is None or kind in DEFENDER_KINDS:
             assert set(counts) == paper_archs, (kind, counts)
         if arg is None and kind in DEFENDER_KINDS:

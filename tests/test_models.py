@@ -52,11 +52,12 @@ HEAD_IN_FEATURES = {
     "mobilenetv2": 1280,
     "cnn_small": 128,
     "cnn_medium": 64,
+    "cnn_pool": 64,
     "mlp": 256,
 }
-BATCHNORM_FREE = {"cnn_small", "cnn_wide", "mlp"}
+BATCHNORM_FREE = {"cnn_small", "cnn_wide", "cnn_pool", "mlp"}
 # Their parameter shapes depend on the input size, so they are re-initialised per shape.
-FLATTENING = {"cnn_small", "cnn_wide", "mlp"}
+FLATTENING = {"cnn_small", "cnn_wide", "cnn_pool", "mlp"}
 
 # Models executed for real: (constructor, input shapes). The reduced variants
 # keep every code path of their family (transitions, 5 pools on 8x8, stride-2
@@ -66,6 +67,7 @@ REAL_MODELS = {
     "cnn_small": (lambda: get_model("cnn_small", NUM_CLASSES), (SMALL, MNIST, CIFAR, ODD)),
     "cnn_medium": (lambda: get_model("cnn_medium", NUM_CLASSES), (SMALL, MNIST, CIFAR, ODD)),
     "cnn_wide": (lambda: get_model("cnn_wide", NUM_CLASSES), (SMALL, MNIST, CIFAR)),
+    "cnn_pool": (lambda: get_model("cnn_pool", NUM_CLASSES), (SMALL, MNIST, CIFAR, ODD)),
     "mlp": (lambda: get_model("mlp", NUM_CLASSES), (SMALL, MNIST, CIFAR)),
     "densenet_depth10": (lambda: DenseNet(NUM_CLASSES, depth=10), (SMALL, MNIST)),
     "vgg_5pool": (
@@ -196,7 +198,7 @@ def test_registry_names():
         "vgg19",
         "mobilenetv2",
     )
-    assert set(CPU_ARCHITECTURES) == {"cnn_small", "cnn_medium", "cnn_wide", "mlp"}
+    assert set(CPU_ARCHITECTURES) == {"cnn_small", "cnn_medium", "cnn_wide", "cnn_pool", "mlp"}
     assert len(set(ARCHITECTURES)) == len(ARCHITECTURES)
 
 
@@ -220,6 +222,17 @@ def test_real_eval_logits(label):
         chex.assert_shape(logits, (BATCH, NUM_CLASSES))
         chex.assert_type(logits, jnp.float32)
         chex.assert_tree_all_finite(logits)
+
+
+@pytest.mark.parametrize("label", REAL_MODELS)
+def test_real_logits_depend_on_the_input(label):
+    """A model that ignores its input (all-zero or constant logits) fails here."""
+    results = _real_results(label)
+    logits, half = results["logits"], results["half_scale_logits"]
+    assert np.abs(logits).max() > 1e-3, "all logits are zero"
+    assert (np.ptp(logits, -1) > 1e-4).all(), "every class gets the same logit"
+    assert not np.allclose(logits[0], logits[1], atol=1e-5), "two inputs, the same logits"
+    assert not np.allclose(logits, half, atol=1e-5), "x and 0.5 x, the same logits"
 
 
 @pytest.mark.parametrize("label", REAL_MODELS)

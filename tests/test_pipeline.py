@@ -35,6 +35,10 @@ def test_pin_refuses_result_changes_and_allows_speed_changes(tmp_path):
         ("models.surrogate_labels", "oracle", "unknown label source"),
         ("models.training_references", "lenet:2", "unknown architecture 'lenet'"),
         ("models.calibration_data", "d3", "calibration_data"),
+        ("models.surrogate_data", "d2", "surrogate_data"),
+        ("models.surrogate_data", "d1_holdout", "needs data.source_holdout > 0"),
+        ("data.source_holdout", 1.0, "data.source_holdout = 1.0 is out of range"),
+        ("models.label_only_surrogates", "cnn_big:1", "unknown architecture 'cnn_big'"),
     ],
 )
 def test_validate_names_the_bad_field(field, value, match):

@@ -1,5 +1,9 @@
 """Calibrated p-values: the beta-binomial accounts for model-to-model spread."""
 
+from fractions import Fraction
+from math import comb
+from math import factorial
+
 import numpy as np
 import pytest
 
@@ -40,3 +44,54 @@ def test_degenerate_calibration_stays_finite():
         assert np.isfinite(cal["beta_a"]) and np.isfinite(cal["beta_b"])
         assert 0 <= stats.p_values(9, 10, cal)["p_value"] <= 1
     assert stats.p_values(3, 10, stats.calibrate([], 10))["p_value"] is None
+
+
+def _beta_binomial_pmf(i: int, n: int, a: int, b: int) -> Fraction:
+    """P(K = i) of BetaBin(n, a, b), exactly, for integer a and b:
+    C(n, i) B(i + a, n - i + b) / B(a, b), with B(p, q) = (p-1)! (q-1)! / (p+q-1)!."""
+    beta = lambda p, q: Fraction(factorial(p - 1) * factorial(q - 1), factorial(p + q - 1))
+    return comb(n, i) * beta(i + a, n - i + b) / beta(a, b)
+
+
+def test_beta_binomial_p_value_is_the_upper_tail_of_the_pmf():
+    # P(K >= 7), n = 10, Beta(2, 3): the pmf summed over 7..10 is 25/143.
+    want = sum(_beta_binomial_pmf(i, 10, 2, 3) for i in range(7, 11))
+    assert want == Fraction(25, 143)
+    assert stats.beta_binomial_p_value(7, 10, 2.0, 3.0) == pytest.approx(float(want), rel=1e-9)
+    # The tail from k = n is the single term P(K = n) = 1/91; from k = 0 it is everything.
+    p_n = _beta_binomial_pmf(10, 10, 2, 3)
+    assert p_n == Fraction(1, 91)
+    assert stats.beta_binomial_p_value(10, 10, 2.0, 3.0) == pytest.approx(float(p_n), rel=1e-9)
+    assert stats.beta_binomial_p_value(0, 10, 2.0, 3.0) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_calibrate_pools_the_agreement_rate():
+    cal = stats.calibrate([2, 4, 3, 6], 20)
+    assert cal["pooled_rate"] == 15 / 80  # sum k_i / sum n_i
+    assert (cal["n"], cal["num_models"], cal["agree_counts"]) == (20, 4, [2, 4, 3, 6])
+
+
+def test_predictive_p_value_is_conservative_with_few_calibration_models():
+    n = 56
+    few, many = [8, 8, 8, 8], [8] * 32
+    p_few = stats.predictive_p_value(20, n, few, n)
+    p_many = stats.predictive_p_value(20, n, many, n)
+    # Four models that agree alike leave wide dispersions plausible: the tail is
+    # heavier than with 32 such models, and far heavier than the pooled binomial.
+    assert p_few > 3 * p_many
+    assert p_many > stats.binomial_p_value(20, n, 8 / 56)
+    assert p_few > 10 * stats.binomial_p_value(20, n, 8 / 56)
+
+
+def test_predictive_p_value_is_a_tail_probability():
+    counts, n = [11, 7, 3, 3], 56
+    p = [stats.predictive_p_value(k, n, counts, n) for k in range(n + 1)]
+    assert p[0] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(p, p[1:]))  # P(K >= k) falls with k
+    assert 0 < p[-1] < 1e-3
+    # The decision of `p_values` is the predictive tail; the binomial is beside it.
+    cal = stats.calibrate(counts, n)
+    assert stats.p_values(28, n, cal)["p_value"] == pytest.approx(p[28])
+    assert stats.p_values(28, n, cal)["p_value_binomial"] == pytest.approx(
+        stats.binomial_p_value(28, n, sum(counts) / (4 * n))
+    )

@@ -58,6 +58,7 @@ def cbim_loss(
     *,
     dropout: float = 0.5,
     dropout_kind: str = "member",
+    keep_source: bool = False,
     loss: str = "linear",
     beta: float = 1.0,
     gamma: float = 1.0,
@@ -70,7 +71,12 @@ def cbim_loss(
     def loss_fn(x, key):
         surr_probs, ref_probs = probs_fn(x)
         surr, ref, m_e = ensemble.compose(
-            surr_probs, ref_probs, rng=key, dropout=dropout, dropout_kind=dropout_kind
+            surr_probs,
+            ref_probs,
+            rng=key,
+            dropout=dropout,
+            dropout_kind=dropout_kind,
+            keep_source=keep_source,
         )
         if loss == "linear":
             return linear_loss(surr, ref, m_e, y)
@@ -95,7 +101,8 @@ def cbim(
     """C-BIM from clean inputs x0 with true labels y; returns x' in the eps ball.
 
     `probs_fn(x) -> (surr_MxBxK, ref_MxBxK)`, member 0 of surr being the source;
-    `loss_kwargs` go to `cbim_loss` (dropout, dropout_kind, loss, beta, gamma).
+    `loss_kwargs` go to `cbim_loss` (dropout, dropout_kind, keep_source, loss,
+    beta, gamma).
     """
     loss_fn = cbim_loss(probs_fn, x0, y, **loss_kwargs)
     return sign_gradient_descent(loss_fn, x0, eps=eps, alpha=alpha, steps=steps, rng=rng)

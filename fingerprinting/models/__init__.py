@@ -20,6 +20,7 @@ models, 28x28x1 for the CPU models; the flattening ones depend on input size):
     cnn_small       206,922   2 strided 3x3 convs 16/32, Dense 128 (flattens)
     cnn_medium       56,554   3 3x3 Conv-BN 32/64/64, GAP
     cnn_wide        218,122   2 5x5 convs 64/128 + max-pools, no BN (flattens)
+    cnn_pool         65,642   3 3x3 convs 32/32/64, each + max-pool, Dense 64 (flattens)
     mlp             269,322   Dense 256-256 on flattened pixels
 """
 
@@ -35,9 +36,11 @@ from fingerprinting.models.resnet import ResNet, resnet20, resnet56
 from fingerprinting.models.small import (
     MLP,
     CNNMedium,
+    CNNPool,
     CNNSmall,
     CNNWide,
     cnn_medium,
+    cnn_pool,
     cnn_small,
     cnn_wide,
     mlp,
@@ -54,6 +57,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cnn_small": cnn_small,
     "cnn_medium": cnn_medium,
     "cnn_wide": cnn_wide,
+    "cnn_pool": cnn_pool,
     "mlp": mlp,
 }
 
@@ -65,7 +69,7 @@ PAPER_ARCHITECTURES: tuple[str, ...] = (
     "vgg19",
     "mobilenetv2",
 )
-CPU_ARCHITECTURES: tuple[str, ...] = ("cnn_small", "cnn_medium", "cnn_wide", "mlp")
+CPU_ARCHITECTURES: tuple[str, ...] = ("cnn_small", "cnn_medium", "cnn_wide", "cnn_pool", "mlp")
 ARCHITECTURES: tuple[str, ...] = PAPER_ARCHITECTURES + CPU_ARCHITECTURES
 
 
@@ -92,5 +96,6 @@ __all__ = [
     "CNNSmall",
     "CNNMedium",
     "CNNWide",
+    "CNNPool",
     "MLP",
 ]

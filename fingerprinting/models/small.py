@@ -3,6 +3,8 @@
 Four deliberately different families so that fingerprint transfer is tested
 across architectures, not just across seeds:
 `cnn_small` (3x3 stride-2 convs 16/32, flatten, Dense 128; no BatchNorm),
+`cnn_pool` (three 3x3 convs 32/32/64, each followed by a 2x2 max-pool, flatten,
+Dense 64; kept out of the defender's zoos as the thief's own design),
 `cnn_medium` (3x3 convs 32/64/64 with BatchNorm, strides 2/2/1, global average
 pooling), `cnn_wide` (5x5 convs 64/128 with max-pools, flatten, linear head; no
 BatchNorm) and `mlp` (flatten, two ReLU hidden layers of 256). Downsampling is
@@ -117,6 +119,29 @@ class CNNWide(nn.Module):
         return classifier_head(_flatten(x), self.num_classes, self.dtype)
 
 
+class CNNPool(nn.Module):
+    """A thief's own design: three 3x3 conv + 2x2 max-pool stages, no
+    normalization layers, a small dense layer. No default training zoo has it,
+    so the fingerprint must transfer to an architecture the defender never saw."""
+
+    num_classes: int
+    features: tuple[int, ...] = (32, 32, 64)
+    hidden: int = 64
+    pixel_mean: float = 0.5
+    pixel_std: float = 0.25
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+        del train
+        x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)
+        for features in self.features:
+            x = nn.Conv(features, (3, 3), padding="SAME", kernel_init=conv_init, dtype=self.dtype)(x)
+            x = max_pool_if_possible(nn.relu(x))
+        x = nn.relu(nn.Dense(self.hidden, kernel_init=conv_init, dtype=self.dtype)(_flatten(x)))
+        return classifier_head(x, self.num_classes, self.dtype)
+
+
 class MLP(nn.Module):
     """Fully connected baseline on raw (normalized) pixels."""
 
@@ -141,6 +166,10 @@ def cnn_small(num_classes: int, **kwargs) -> CNNSmall:
 
 def cnn_medium(num_classes: int, **kwargs) -> CNNMedium:
     return CNNMedium(num_classes=num_classes, **kwargs)
+
+
+def cnn_pool(num_classes: int, **kwargs) -> CNNPool:
+    return CNNPool(num_classes=num_classes, **kwargs)
 
 
 def cnn_wide(num_classes: int, **kwargs) -> CNNWide:
