@@ -445,9 +445,12 @@ def study_row(seed: int, rows: list[dict]) -> dict:
     attacks caught among those that keep the source's accuracy."""
     src = source_accuracy(rows)
     kept = [r for r in rows if r["kind"] == "attack" and within_band(r, src)]
+    acc = lambda kinds: [r["fingerprint_accuracy"] for r in rows if r["kind"] in kinds]
     return dict(
         seed=seed,
         source_accuracy=src,
+        derived_accuracies=acc(DERIVED_KINDS),
+        independent_accuracies=acc(INDEPENDENT_KINDS),
         attacks_within_band=len(kept),
         attacks_caught=sum(bool(r.get("verified_calibrated")) for r in kept),
         attacks_missed=sorted({r["attack"] for r in kept if not r.get("verified_calibrated")}),
@@ -456,23 +459,27 @@ def study_row(seed: int, rows: list[dict]) -> dict:
 
 
 def plot_study(study: list[dict], theta: float, path: str) -> None:
-    """Per seed: every derived and independent model's range, smallest derived
-    against largest independent, and theta."""
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(study)), 4))
-    x = np.arange(len(study))
-    ax.scatter(x, [s["min_surrogate"] for s in study], color="tab:red", s=60, zorder=3,
-               label="smallest derived model")
-    ax.scatter(x, [s["max_reference"] for s in study], color="tab:blue", marker="s", s=60,
-               zorder=3, label="largest independent model")
+    """Per seed: every derived (red) and independent (blue) model's fingerprint
+    accuracy, the smallest derived and largest independent ringed, and theta."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(study) + 2.5), 4))
     for i, s in enumerate(study):
-        ax.plot([i, i], [s["max_reference"], s["min_surrogate"]], color="0.6", lw=2)
+        for values, dx, color, marker, label in (
+            (s["derived_accuracies"], -0.12, "tab:red", "o", "derived models"),
+            (s["independent_accuracies"], 0.12, "tab:blue", "s", "independent models"),
+        ):
+            ax.scatter(np.full(len(values), i + dx), values, color=color, marker=marker, s=22,
+                       alpha=0.7, label=label if i == 0 else None, zorder=3)
+        for value, dx, color in ((s["min_surrogate"], -0.12, "tab:red"),
+                                 (s["max_reference"], 0.12, "tab:blue")):
+            if value is not None:
+                ax.scatter([i + dx], [value], s=110, facecolors="none", edgecolors=color, zorder=4)
     ax.axhline(theta, color="k", ls="--", lw=1, label=f"theta = {theta}")
-    ax.set_xticks(x, [f"seed {s['seed']}" for s in study])
+    ax.set_xticks(range(len(study)), [f"seed {s['seed']}" for s in study])
     ax.set_xlim(-0.6, len(study) - 0.4)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("fingerprint accuracy")
-    ax.set_title("Derived against independent models, per seed")
-    ax.legend(fontsize=7, loc="center right")
+    ax.set_title("Derived against independent models, per seed (rings: closest pair)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
 
 

@@ -43,6 +43,7 @@ def test_evaluate_writes_every_output(workdir):
         "training_surrogate",
         "training_reference",
         "testing_surrogate",
+        "label_only_surrogate",
         "testing_reference",
         "calibration_reference",
     }
@@ -59,6 +60,9 @@ def test_evaluate_writes_every_output(workdir):
     report = open(os.path.join(workdir, "report.md")).read()
     for section in ("Tables 2-3", "Tables 4-5", "Table 1", "evasion"):
         assert section in report, section
+    # The verdict comes first: derived models caught, independent ones wrongly caught.
+    assert report.splitlines()[2].startswith("**Verdict: "), report.splitlines()[:3]
+    assert "of 2 derived models" in report.splitlines()[2]  # a testing and a label-only surrogate
 
 
 def test_rerun_does_nothing_new(workdir):

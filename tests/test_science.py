@@ -37,6 +37,9 @@ class _Zoo:
     def get(self, kind):
         return [kind]
 
+    def groups(self, kinds):
+        return [kinds] if isinstance(kinds, str) else list(kinds)
+
 
 @pytest.fixture
 def hand_labels(monkeypatch):
