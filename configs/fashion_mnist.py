@@ -5,7 +5,8 @@
 Offline it reads the standard IDX files from `--config.data.dir`, by default
 Debian's `dataset-fashion-mnist` location (/usr/share/datasets/fashion-mnist);
 online it falls back to tensorflow-datasets. D1 holds 30,000 images (the
-source trains on 20,000 of them), D2 20,000, the test split 5,000; 28 models. `:smoke` shrinks it to a seconds-long wiring check
+source trains on 20,000 of them), D2 20,000, the test split 5,000; 28 models.
+`:smoke` shrinks it to a seconds-long wiring check
 (pass `--config.data.d1_size=` and the others for tiny data).
 """
 
@@ -20,8 +21,13 @@ def get_config(arg: str | None = None):
     # where the source's labels carry its own habits (on images it has
     # memorised they carry little beyond the truth).
     c.data.update(
-        dict(name="fashion_mnist", d1_size=30_000, d2_size=20_000, test_size=5_000,
-             source_holdout=1 / 3)
+        dict(
+            name="fashion_mnist",
+            d1_size=30_000,
+            d2_size=20_000,
+            test_size=5_000,
+            source_holdout=1 / 3,
+        )
     )
     c.train.update(
         dict(batch_size=128, epochs=5, source_epochs=20, learning_rate=2e-3, chunk_steps=40)

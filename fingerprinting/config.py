@@ -58,7 +58,7 @@ def base() -> ml_collections.ConfigDict:
             testing_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
             calibration_references="cnn_small:1,cnn_medium:1,cnn_wide:1,mlp:1",
             calibration_data="d1",  # the defender's own data; 'd2' to simulate outsiders
-            surrogate_data="d1",  # the defender distils on: d1, or d1_holdout (unseen by the source)
+            surrogate_data="d1",  # the defender distils on d1, or d1_holdout (unseen by the source)
             surrogate_labels="source_soft",  # Retraining attack: the source's labels at T
             training_temperature=1.0,  # distillation T of the defender's surrogates
             testing_temperature=1.0,  # T of the adversary's surrogates (Retraining: 1)

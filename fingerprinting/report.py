@@ -347,8 +347,7 @@ def write_report(workdir, fp, rows, t1, config) -> str:
         "",
         verdict_line(sep, theta, config.verify.significance),
         "",
-        f"Source: {m.get('source_architecture')}, test accuracy "
-        f"{fmt(source_accuracy(rows))}.",
+        f"Source: {m.get('source_architecture')}, test accuracy {fmt(source_accuracy(rows))}.",
         f"Fingerprint: {len(fp)} examples kept of {m.get('candidates')} candidates "
         f"({m.get('adversarial')} adversarial, {m.get('passed_tau')} with conferrability >= "
         f"{config.extract.tau}); C-BIM eps {config.extract.eps}, loss {config.extract.loss}, "
@@ -467,10 +466,20 @@ def plot_study(study: list[dict], theta: float, path: str) -> None:
             (s["derived_accuracies"], -0.12, "tab:red", "o", "derived models"),
             (s["independent_accuracies"], 0.12, "tab:blue", "s", "independent models"),
         ):
-            ax.scatter(np.full(len(values), i + dx), values, color=color, marker=marker, s=22,
-                       alpha=0.7, label=label if i == 0 else None, zorder=3)
-        for value, dx, color in ((s["min_surrogate"], -0.12, "tab:red"),
-                                 (s["max_reference"], 0.12, "tab:blue")):
+            ax.scatter(
+                np.full(len(values), i + dx),
+                values,
+                color=color,
+                marker=marker,
+                s=22,
+                alpha=0.7,
+                label=label if i == 0 else None,
+                zorder=3,
+            )
+        for value, dx, color in (
+            (s["min_surrogate"], -0.12, "tab:red"),
+            (s["max_reference"], 0.12, "tab:blue"),
+        ):
             if value is not None:
                 ax.scatter([i + dx], [value], s=110, facecolors="none", edgecolors=color, zorder=4)
     ax.axhline(theta, color="k", ls="--", lw=1, label=f"theta = {theta}")

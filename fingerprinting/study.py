@@ -15,7 +15,9 @@ from fingerprinting import evaluation
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/digits.py", "Experiment config file.", lock_config=True
 )
-_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (created, resumed).", required=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Study directory (created, resumed).", required=True
+)
 _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated run seeds.")
 
 

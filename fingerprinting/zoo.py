@@ -263,7 +263,8 @@ class Zoo:
         label_source = KINDS[kind][1]
         if label_source == "surrogate":
             label_source = self.config.models.surrogate_labels
-        logits = None if label_source == "ground_truth" else self.source_logits(self.party_name(kind))
+        party = self.party_name(kind)
+        logits = None if label_source == "ground_truth" else self.source_logits(party)
         return labels_lib.make_targets(
             label_source,
             split.y,
@@ -281,7 +282,8 @@ class Zoo:
 
     def groups(self, kinds) -> list[TrainedGroup]:
         """The trained groups of a kind, or of each of a tuple of kinds in order."""
-        return [tg for kind in ((kinds,) if isinstance(kinds, str) else kinds) for tg in self.get(kind)]
+        kinds = (kinds,) if isinstance(kinds, str) else kinds
+        return [tg for kind in kinds for tg in self.get(kind)]
 
     def _train_or_load(self, kind: str, group: ensemble.Group) -> TrainedGroup:
         gdir = self.group_dir(group)

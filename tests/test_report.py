@@ -70,6 +70,9 @@ def test_study_table_and_plot(tmp_path):
     assert study[0]["attacks_caught"] == 1 and study[0]["attacks_missed"] == ["noise"]
     os.makedirs(tmp_path / "plots")
     text = report.write_study(str(tmp_path), study, 0.7, 0.01)
-    assert "| 0 | 0.920 | 0.50 | 0.75 | -0.25 | 0.72 | 1 / 2 of 3 | 1 / 0 of 3 | 1 of 2 (missed: noise) |" in text
+    assert (
+        "| 0 | 0.920 | 0.50 | 0.75 | -0.25 | 0.72 | 1 / 2 of 3 | 1 / 0 of 3 | 1 of 2 (missed: noise) |"
+        in text
+    )
     assert os.path.getsize(tmp_path / "plots" / "study.png") > 1000
     assert (tmp_path / "study.md").read_text() == text

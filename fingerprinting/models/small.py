@@ -136,7 +136,9 @@ class CNNPool(nn.Module):
         del train
         x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)
         for features in self.features:
-            x = nn.Conv(features, (3, 3), padding="SAME", kernel_init=conv_init, dtype=self.dtype)(x)
+            x = nn.Conv(features, (3, 3), padding="SAME", kernel_init=conv_init, dtype=self.dtype)(
+                x
+            )
             x = max_pool_if_possible(nn.relu(x))
         x = nn.relu(nn.Dense(self.hidden, kernel_init=conv_init, dtype=self.dtype)(_flatten(x)))
         return classifier_head(x, self.num_classes, self.dtype)
