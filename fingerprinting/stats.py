@@ -77,7 +77,7 @@ def predictive_p_value(k: int, n: int, agree_counts, n_calibration: int) -> floa
     loglik = _betabinom_logpmf(counts, n_calibration, a, b).sum(0)
     w = np.exp(loglik - loglik.max())
     tail_j = np.arange(max(k, 0), n + 1, dtype=float)[:, None]
-    tail = np.exp(_betabinom_logpmf(tail_j, n, a, b)).sum(0) if len(tail_j) else 0.0 * w
+    tail = np.exp(_betabinom_logpmf(tail_j, n, a, b)).sum(0)  # 0 when k > n
     return float(np.clip((w * tail).sum() / w.sum(), 0.0, 1.0))
 
 

@@ -44,12 +44,6 @@ KINDS = {
     "testing_reference": ("d2", "ground_truth"),
     "calibration_reference": (None, "ground_truth"),
 }
-SURROGATE_KINDS = (
-    "training_surrogate",
-    "training_label_only_surrogate",
-    "testing_surrogate",
-    "label_only_surrogate",
-)
 # The defender's models that C-BIM runs on (with the source on the surrogate side).
 TRAINING_SURROGATES = ("training_surrogate", "training_label_only_surrogate")
 # Models derived from the source and models made without it, among those
