@@ -24,6 +24,7 @@ import zipfile
 
 import numpy as np
 
+from fingerprinting import errors
 from fingerprinting import files
 
 FORMAT_VERSION = 2
@@ -33,7 +34,7 @@ DECOY_ARRAYS = ("decoy_x", "decoy_truth")  # since format 2
 MAX_UNPACKED = 2 << 30
 
 
-class FingerprintError(ValueError):
+class FingerprintError(errors.UserError, ValueError):
     pass
 
 

@@ -1,8 +1,10 @@
 """What every entry point shares: one clear error line instead of a traceback.
 
-Errors the user can fix (a bad config value, a missing data directory, a
-tampered fingerprint, an unreachable suspect) end the process with exit
-status 2 and one line on stderr; `--verbose` shows the traceback as well.
+Errors the user can fix (`errors.UserError`: a bad config value, a missing
+data directory, a tampered fingerprint, an unreachable suspect) end the
+process with exit status 2 and one line on stderr; `--verbose` shows the
+traceback as well. Any other exception is a bug: it keeps its traceback and
+exit status 1.
 """
 
 from __future__ import annotations
@@ -16,19 +18,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from fingerprinting import errors
 from fingerprinting import sharding
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Show tracebacks of errors.")
-
-# Exceptions that carry a message meant for the user.
-USER_ERRORS = (
-    ValueError,
-    KeyError,
-    FileNotFoundError,
-    PermissionError,
-    OSError,
-    FloatingPointError,
-)
 
 
 def enable_compilation_cache() -> None:
@@ -117,11 +110,13 @@ def run(main) -> None:
             main(argv)
         except app.UsageError:
             raise
-        except USER_ERRORS as e:
+        except errors.UserError as e:
             if _VERBOSE.value:
                 raise
-            if str(e).startswith("Configuration is not available"):  # loaded lazily
-                fail(flag_error_message(e))
             fail(_first_line(e))
+        except Exception as e:  # noqa: BLE001 (a config file loaded lazily can raise anything)
+            if str(e).startswith("Configuration is not available") and not _VERBOSE.value:
+                fail(flag_error_message(e))
+            raise
 
     app.run(wrapped, flags_parser=_parse_flags)

@@ -22,8 +22,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fingerprinting import errors
 
-class DataError(ValueError):
+
+class DataError(errors.UserError, ValueError):
     """A data set is unknown, missing, malformed, or too small for a request."""
 
 

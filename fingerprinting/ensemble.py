@@ -25,6 +25,7 @@ from jax import lax
 from jax.extend import core as jax_core
 from jax.sharding import PartitionSpec as P
 
+from fingerprinting import errors
 from fingerprinting import sharding
 
 # 'map:U' runs U members unrolled in each iteration of the member loop (any
@@ -48,7 +49,7 @@ def resolve_strategy(strategy: str | None) -> str:
         return default_strategy()
     if strategy in ("vmap", "unroll", "map") or _map_unroll(strategy):
         return strategy
-    raise ValueError(
+    raise errors.ConfigError(
         f"unknown member strategy {strategy!r}; expected vmap, unroll, map, "
         "map:U (U members per loop iteration) or auto"
     )
@@ -78,7 +79,7 @@ def resolve_loop(loop: str | None) -> str:
     if loop in (None, "", "auto"):
         return "fori"
     if loop not in LOOPS:
-        raise ValueError(f"unknown loop {loop!r}; expected auto, {' or '.join(LOOPS)}")
+        raise errors.ConfigError(f"unknown loop {loop!r}; expected auto, {' or '.join(LOOPS)}")
     return loop
 
 
@@ -372,7 +373,7 @@ def compose(
         keep = jax.random.bernoulli(ko, 1.0 - dropout, m_e.shape)
         m_e = jnp.where(keep, m_e / (1.0 - dropout), 0.0)
     elif dropout_kind not in ("member", "output"):
-        raise ValueError(
+        raise errors.ConfigError(
             f"unknown ensemble dropout kind {dropout_kind!r}; expected 'member' or 'output'"
         )
     return surr, ref, m_e

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn import metrics as sk_metrics
 
+from fingerprinting import errors
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import models
@@ -61,9 +62,9 @@ def settings(config) -> dict:
     s = dict(DEFAULTS, **(given.to_dict() if given is not None else {}))
     unknown = sorted(set(s) - set(DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown evasion setting(s) {', '.join(unknown)}")
+        raise errors.ConfigError(f"unknown evasion setting(s) {', '.join(unknown)}")
     if s["detector"] not in models.ARCHITECTURES:
-        raise ValueError(
+        raise errors.ConfigError(
             f"unknown evasion.detector {s['detector']!r}; "
             f"expected one of {', '.join(models.ARCHITECTURES)}"
         )
@@ -76,7 +77,7 @@ def settings(config) -> dict:
     ]
     for name, ok in checks:
         if not ok:
-            raise ValueError(f"evasion.{name} = {s[name]!r} is out of range")
+            raise errors.ConfigError(f"evasion.{name} = {s[name]!r} is out of range")
     return s
 
 
@@ -84,12 +85,14 @@ def thief_examples(zoo, config, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The thief's C-BIM examples on its own models, and their benign originals (uint8)."""
     surr, refs = zoo.get("testing_surrogate"), zoo.get("testing_reference")
     if not surr or not refs:
-        raise ValueError("the evasion game needs testing surrogates and testing references")
+        raise errors.ConfigError("the evasion game needs testing surrogates and testing references")
     d2 = zoo.splits.d2
     first = fp_lib.labels_of(surr[:1], d2.x, zoo.strategy)[0]
     idx = fp_lib.pick_candidates(first, d2.y, count, config.seed + 3)
     if len(idx) < 4:
-        raise ValueError(f"the thief's surrogate classifies only {len(idx)} D2 inputs correctly")
+        raise errors.ConfigError(
+            f"the thief's surrogate classifies only {len(idx)} D2 inputs correctly"
+        )
     x_adv = fp_lib.run_cbim(zoo, d2.x[idx], d2.y[idx], config.extract, config.seed + 3, surr, refs)
     return fp_lib.to_uint8(x_adv), fp_lib.to_uint8(d2.x[idx])
 
@@ -209,11 +212,6 @@ def run_evasion(zoo, fp, config) -> list[dict]:
     return rows
 
 
-def _md_table(header: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
 def plot_evasion(rows: list[dict], path: str) -> None:
     """The detector's ROC curves, and each surrogate's accuracies with and without evasion."""
     fig, (ax_roc, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -282,7 +280,7 @@ def report_section(rows: list[dict], workdir: str) -> str:
             f"{r0['max_cost']} of test accuracy, or when the evading model is caught all the same."
         ),
         "",
-        _md_table(
+        files.md_table(
             [
                 "evading model",
                 "fingerprint acc (without)",

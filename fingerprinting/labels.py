@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from fingerprinting import errors
+
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     z = z - z.max(axis=axis, keepdims=True)
@@ -96,9 +98,9 @@ NEEDS_SOURCE = frozenset(LABEL_SOURCES) - {"ground_truth"}
 def make_targets(name: str, y, source_logits=None, *, num_classes: int, **kwargs):
     """Training targets [N, K] from the label source `name`."""
     if name not in LABEL_SOURCES:
-        raise ValueError(
+        raise errors.ConfigError(
             f"unknown label source {name!r}; expected one of {', '.join(LABEL_SOURCES)}"
         )
     if name in NEEDS_SOURCE and source_logits is None:
-        raise ValueError(f"label source {name!r} needs the source model's logits")
+        raise errors.ConfigError(f"label source {name!r} needs the source model's logits")
     return LABEL_SOURCES[name](y, source_logits, num_classes=num_classes, **kwargs)

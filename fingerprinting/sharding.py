@@ -19,6 +19,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from fingerprinting import errors
+
 MEMBER_AXIS = "models"
 DISTRIBUTED_ENV = "FINGERPRINTING_DISTRIBUTED"
 
@@ -90,7 +92,9 @@ def initialize_distributed() -> bool:
     if os.environ.get(DISTRIBUTED_ENV, "0") in ("", "0"):
         return False
     if os.environ[DISTRIBUTED_ENV] != "1":
-        raise ValueError(f"{DISTRIBUTED_ENV} must be 0 or 1, got {os.environ[DISTRIBUTED_ENV]!r}")
+        raise errors.ConfigError(
+            f"{DISTRIBUTED_ENV} must be 0 or 1, got {os.environ[DISTRIBUTED_ENV]!r}"
+        )
     num, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
     global _joined
     jax.distributed.initialize(

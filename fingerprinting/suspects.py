@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from fingerprinting import ensemble
+from fingerprinting import errors
 from fingerprinting import files
 from fingerprinting import models
 from fingerprinting import progress
@@ -34,8 +35,7 @@ from fingerprinting import zoo as zoo_lib
 PIXELS = ("uint8", "float")
 
 
-class SuspectError(ValueError):
-    pass
+SuspectError = errors.SuspectError  # raised here and by the HTTP client in `remote`
 
 
 def printable(text: str, limit: int = 200) -> str:

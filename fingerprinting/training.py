@@ -27,12 +27,13 @@ import optax
 import orbax.checkpoint as ocp
 
 from fingerprinting import ensemble
+from fingerprinting import errors
 from fingerprinting import faults
 from fingerprinting import progress
 from fingerprinting import sharding
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.UserError, FloatingPointError):
     pass
 
 
@@ -62,7 +63,7 @@ def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTran
         warmup = min(total // 2, steps_per_epoch)
         schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total)
     else:
-        raise ValueError(
+        raise errors.ConfigError(
             f"unknown schedule {cfg.schedule!r}; expected constant, cosine or warmup_cosine"
         )
     if cfg.optimizer == "adam":
@@ -76,7 +77,7 @@ def make_optimizer(cfg, steps_per_epoch: int, epochs: int) -> optax.GradientTran
             optax.add_decayed_weights(cfg.weight_decay),
             optax.sgd(schedule, momentum=0.9, nesterov=True),
         )
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; expected adam or sgd")
+    raise errors.ConfigError(f"unknown optimizer {cfg.optimizer!r}; expected adam or sgd")
 
 
 def init_state(model: nn.Module, tx, rng, size: int, input_shape) -> TrainState:

@@ -22,6 +22,7 @@ from absl import flags
 
 from fingerprinting import artifact
 from fingerprinting import cli
+from fingerprinting import errors
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import remote
 from fingerprinting import suspects
@@ -76,9 +77,9 @@ def check_levels(theta: float | None, significance: float) -> None:
     """A threshold outside (0, 1] or a level outside (0, 1) turns every verdict
     upside down (the source itself "not verified", anything "verified")."""
     if theta is not None and not 0 < theta <= 1:
-        raise ValueError(f"--theta={theta:g}: a threshold on accuracy lies in (0, 1]")
+        raise errors.ConfigError(f"--theta={theta:g}: a threshold on accuracy lies in (0, 1]")
     if not 0 < significance < 1:
-        raise ValueError(f"--significance={significance:g}: a test's level lies in (0, 1)")
+        raise errors.ConfigError(f"--significance={significance:g}: a test's level lies in (0, 1)")
 
 
 def main(argv):
@@ -86,7 +87,7 @@ def main(argv):
     check_levels(_THETA.value, _SIGNIFICANCE.value)
     fp = artifact.load(_FINGERPRINT.value)
     if len(fp) == 0:
-        raise ValueError(f"{_FINGERPRINT.value}: the fingerprint is empty")
+        raise errors.ConfigError(f"{_FINGERPRINT.value}: the fingerprint is empty")
     options = remote.Options(
         timeout=_TIMEOUT.value,
         retries=_RETRIES.value,

@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 
 from fingerprinting import data as data_lib
 from fingerprinting import ensemble
+from fingerprinting import errors
 from fingerprinting import faults
 from fingerprinting import files
 from fingerprinting import labels as labels_lib
@@ -54,11 +55,11 @@ INDEPENDENT_KINDS = ("testing_reference", "calibration_reference")
 D1_PARTS = ("d1_train", "d1_holdout")
 
 
-class SpecError(ValueError):
+class SpecError(errors.ConfigError):
     pass
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.UserError, ValueError):
     pass
 
 

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fingerprinting import errors
+
 Array = jax.Array
 LogitsFn = Callable[[Array], Array]
 LossFn = Callable[[Array, Optional[Array]], Array]
@@ -38,7 +40,7 @@ def canonical_norm(norm: Any) -> str:
         return "inf"
     elif norm == 2:
         return "l2"
-    raise ValueError(f"Unsupported norm {norm!r}; expected 'inf' or 2.")
+    raise errors.ConfigError(f"Unsupported norm {norm!r}; expected 'inf' or 2.")
 
 
 def _batch_axes(x: Array) -> tuple[int, ...]:

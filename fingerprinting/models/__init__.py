@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import flax.linen as nn
 
+from fingerprinting import errors
 from fingerprinting.models.densenet import DenseNet, densenet
 from fingerprinting.models.mobilenet import MobileNetV2, mobilenetv2
 from fingerprinting.models.resnet import ResNet, resnet20, resnet56
@@ -78,7 +79,7 @@ def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise ValueError(
+        raise errors.ConfigError(
             f"Unknown architecture {name!r}; known architectures: {', '.join(ARCHITECTURES)}"
         ) from None
     return factory(num_classes, **kwargs)

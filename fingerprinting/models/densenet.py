@@ -14,6 +14,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fingerprinting import errors
 from fingerprinting.models._layers import (
     Dtype,
     avg_pool_if_possible,
@@ -74,7 +75,7 @@ class DenseNet(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         if (self.depth - 4) % 6 != 0:
-            raise ValueError(f"DenseNet-BC depth must be 6n + 4, got {self.depth}")
+            raise errors.ConfigError(f"DenseNet-BC depth must be 6n + 4, got {self.depth}")
         layers_per_block = (self.depth - 4) // 6
 
         x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)

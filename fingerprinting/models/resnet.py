@@ -14,6 +14,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fingerprinting import errors
 from fingerprinting.models._layers import (
     Dtype,
     batch_norm,
@@ -79,7 +80,7 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         if (self.depth - 2) % 6 != 0:
-            raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {self.depth}")
+            raise errors.ConfigError(f"CIFAR ResNet depth must be 6n + 2, got {self.depth}")
         blocks_per_stage = (self.depth - 2) // 6
 
         x = normalize(x, self.pixel_mean, self.pixel_std, self.dtype)

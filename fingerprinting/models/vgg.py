@@ -15,6 +15,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from fingerprinting import errors
 from fingerprinting.models._layers import (
     Dtype,
     batch_norm,
@@ -69,7 +70,7 @@ class VGG(nn.Module):
         config = self.config
         if config is None:
             if self.depth not in VGG_CONFIGS:
-                raise ValueError(
+                raise errors.ConfigError(
                     f"VGG depth must be one of {sorted(VGG_CONFIGS)}, got {self.depth}"
                 )
             config = VGG_CONFIGS[self.depth]
