@@ -9,8 +9,8 @@ architectures (the paper trained 44 surrogates and 28 references).
 
 `--config.data.dir` is the official release directory (train/ valid/ test/,
 a folder per class). Cost on one H200-class GPU: about 3 GPU-hours for training, minutes for the
-rest (an estimate from FLOP counts, see README.md). `:tiny` is a wiring check
-(see `config.tiny_paper`).
+rest (an estimate from FLOP counts, see README.md). `:smoke` is a wiring check
+(see `config.smoke_paper`).
 
 The Knockoff attack queries ImageNet32 (the npz batches), the paper's
 transfer set; without them, leave `knockoff` out of `--config.removal.attacks`.

@@ -18,16 +18,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fingerprinting import attacks
+from fingerprinting import config as config_lib
+from fingerprinting import errors
+from fingerprinting import evasion
+from fingerprinting import faults
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import pipeline
 from fingerprinting import progress
-from fingerprinting import config as config_lib
-from fingerprinting import evasion
-from fingerprinting import faults
 from fingerprinting import removal
 from fingerprinting import report
-from fingerprinting import attacks
 
 TESTED_KINDS = (
     "source",
@@ -41,13 +42,6 @@ METHODS = ("cbim",) + tuple(attacks.ATTACKS)
 
 def parse_methods(spec: str) -> list[str]:
     return config_lib.parse_names(spec, METHODS, "attack method(s)")
-
-
-def parse_floats(spec: str) -> list[float]:
-    try:
-        return [float(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"expected comma-separated numbers, got {spec!r}") from None
 
 
 def verdict(fp, labels, config) -> dict:
@@ -169,7 +163,7 @@ def table1(zoo, config, workdir: str) -> list[dict]:
     d1 = zoo.splits.d1
     idx = fp_lib.source_correct_candidates(zoo, config.evaluate.table1_points, config.seed + 1)
     base_eps = config.evaluate.table1_eps or config.extract.eps
-    sweep = sorted(set(parse_floats(config.evaluate.eps_sweep)) | {base_eps})
+    sweep = sorted(set(config_lib.parse_floats(config.evaluate.eps_sweep)) | {base_eps})
     for eps in sweep:
         for method in parse_methods(config.evaluate.table1_methods):
             if (method, eps) in done:
@@ -195,7 +189,7 @@ def table1(zoo, config, workdir: str) -> list[dict]:
 
 def run_evaluate(config, workdir: str) -> list[dict]:
     parse_methods(config.evaluate.table1_methods)
-    parse_floats(config.evaluate.eps_sweep)
+    config_lib.parse_floats(config.evaluate.eps_sweep)
     removal.validate(config)
     evasion.settings(config)
     zoo = pipeline.open_zoo(config, workdir)
@@ -222,9 +216,9 @@ def parse_seeds(spec: str) -> list[int]:
     try:
         seeds = [int(s) for s in spec.split(",") if s.strip()]
     except ValueError:
-        raise ValueError(f"expected comma-separated integer seeds, got {spec!r}") from None
+        raise errors.ConfigError(f"expected comma-separated integer seeds, got {spec!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"expected distinct seeds, got {spec!r}")
+        raise errors.ConfigError(f"expected distinct seeds, got {spec!r}")
     return seeds
 
 

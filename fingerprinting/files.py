@@ -12,6 +12,7 @@ import os
 import tempfile
 from typing import Any, Iterable
 
+from fingerprinting import errors
 from fingerprinting import faults
 from fingerprinting import sharding
 
@@ -44,7 +45,7 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as e:
         _remove(tmp)
-        raise OSError(e.errno, f"cannot write {path}: {e.strerror}") from None
+        raise errors.StorageError(e.errno, f"cannot write {path}: {e.strerror}") from None
     except BaseException:
         _remove(tmp)
         raise
@@ -69,6 +70,12 @@ def _remove(path: str) -> None:
 
 def write_text_atomic(path: str, text: str) -> None:
     write_bytes_atomic(path, text.encode())
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    """A markdown table, as every report file writes one."""
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def write_json_atomic(path: str, obj: Any) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from fingerprinting import artifact
 from fingerprinting import ensemble
+from fingerprinting import errors
 from fingerprinting import faults
 from fingerprinting import files
 from fingerprinting import progress
@@ -109,6 +110,8 @@ def make_cbim_fn(surr_groups, ref_groups, ecfg, strategy=None, loop=None):
         loss=ecfg.loss,
         beta=ecfg.beta,
         gamma=ecfg.gamma,
+        shift=ecfg.get("shift", 0),
+        noise=ecfg.get("noise", 0.0),
     )
 
     if loop == "fori":
@@ -334,7 +337,7 @@ def verify_labels(fp: artifact.Fingerprint, suspect_labels, *, theta: float | No
     """Algorithm 1 from a suspect's labels on the fingerprint, plus calibrated p-values."""
     suspect_labels = np.asarray(suspect_labels)
     if suspect_labels.shape != fp.keys.shape:
-        raise ValueError(
+        raise errors.SuspectError(
             f"expected {len(fp)} labels from the suspect, got shape {suspect_labels.shape}"
         )
     theta = fp.meta.get("theta", 0.7) if theta is None else theta
@@ -354,12 +357,12 @@ def verify_labels(fp: artifact.Fingerprint, suspect_labels, *, theta: float | No
 def check_compatible(fp: artifact.Fingerprint, suspect) -> None:
     """Refuses a suspect made for another input shape or class count."""
     if suspect.num_classes is not None and suspect.num_classes != fp.num_classes:
-        raise ValueError(
+        raise errors.SuspectError(
             f"{suspect.name} predicts {suspect.num_classes} classes; the fingerprint "
             f"has {fp.num_classes}"
         )
     if suspect.input_shape is not None and tuple(suspect.input_shape) != fp.input_shape:
-        raise ValueError(
+        raise errors.SuspectError(
             f"{suspect.name} takes inputs of shape {tuple(suspect.input_shape)}; the "
             f"fingerprint's are {fp.input_shape}"
         )
@@ -387,7 +390,7 @@ def verify_suspect(
     stored = len(fp.decoy_truth)
     d = stored if decoys is None else decoys
     if not 0 <= d <= stored:
-        raise ValueError(f"asked for {d} decoys; the fingerprint file holds {stored}")
+        raise errors.ConfigError(f"asked for {d} decoys; the fingerprint file holds {stored}")
     n = len(fp)
     order = (rng or np.random.default_rng()).permutation(n + d)
     queries = np.concatenate([fp.x, fp.decoy_x[:d]])[order]

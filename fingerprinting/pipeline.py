@@ -18,9 +18,10 @@ import os
 import types
 
 from fingerprinting import artifact
-from fingerprinting import evasion
-from fingerprinting import ensemble
 from fingerprinting import data as data_lib
+from fingerprinting import ensemble
+from fingerprinting import errors
+from fingerprinting import evasion
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import progress
@@ -37,11 +38,11 @@ FINGERPRINT_FILE = "fingerprint.npz"
 PARTIAL_CBIM = "cbim-partial"  # C-BIM's finished batches while an extraction runs
 
 
-class WorkdirError(ValueError):
+class WorkdirError(errors.UserError, ValueError):
     pass
 
 
-class EmptyFingerprintError(ValueError):
+class EmptyFingerprintError(errors.UserError, ValueError):
     pass
 
 
@@ -106,11 +107,11 @@ def validate(config) -> None:
     e = config.extract
     ensemble.resolve_loop(e.loop)
     if e.loss not in cbim_lib.LOSSES:
-        raise ValueError(
+        raise errors.ConfigError(
             f"unknown extract.loss {e.loss!r}; expected one of {', '.join(cbim_lib.LOSSES)}"
         )
     if e.dropout_kind not in ("member", "output"):
-        raise ValueError(
+        raise errors.ConfigError(
             f"unknown extract.dropout_kind {e.dropout_kind!r}; expected member or output"
         )
     checks = [
@@ -118,6 +119,8 @@ def validate(config) -> None:
         ("extract.alpha", e.alpha, e.alpha > 0),
         ("extract.steps", e.steps, e.steps >= 1),
         ("extract.dropout", e.dropout, 0 <= e.dropout < 1),
+        ("extract.shift", e.shift, isinstance(e.shift, int) and 0 <= e.shift <= 16),
+        ("extract.noise", e.noise, 0 <= e.noise <= 1),
         ("extract.tau", e.tau, 0 <= e.tau <= 1),
         ("verify.theta", config.verify.theta, 0 < config.verify.theta <= 1),
         ("verify.significance", config.verify.significance, 0 < config.verify.significance < 1),
@@ -128,7 +131,7 @@ def validate(config) -> None:
     ]
     for name, value, ok in checks:
         if not ok:
-            raise ValueError(f"{name} = {value!r} is out of range")
+            raise errors.ConfigError(f"{name} = {value!r} is out of range")
 
 
 def open_zoo(config, workdir: str) -> zoo_lib.Zoo:

@@ -44,6 +44,7 @@ from fingerprinting import attacks
 from fingerprinting import config as config_lib
 from fingerprinting import data as data_lib
 from fingerprinting import ensemble
+from fingerprinting import errors
 from fingerprinting import files
 from fingerprinting import labels as labels_lib
 from fingerprinting import progress
@@ -51,11 +52,11 @@ from fingerprinting import training
 from fingerprinting import zoo as zoo_lib
 
 
-class RemovalConfigError(ValueError):
+class RemovalConfigError(errors.ConfigError):
     pass
 
 
-class StaleAttackError(ValueError):
+class StaleAttackError(errors.UserError, ValueError):
     pass
 
 
@@ -111,13 +112,6 @@ def probabilities(logits) -> np.ndarray:
 
 def distill_epochs(cfg: AttackConfig) -> int:
     return cfg.removal.distill_epochs or cfg.train.epochs
-
-
-def parse_floats(spec: str) -> list[float]:
-    try:
-        return [float(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise RemovalConfigError(f"expected comma-separated numbers, got {spec!r}") from None
 
 
 def train(source, x, targets, cfg: AttackConfig, *, epochs, part="", lr_scale=1.0, **kw):
@@ -392,7 +386,7 @@ def _label_sweep(source, data, cfg, key, values, make_targets) -> Stolen:
 def noise(source, data, cfg):
     """Distillation on the source's probabilities mixed with uniform noise of
     weight lambda, one member per lambda."""
-    values = parse_floats(cfg.removal.noise_lambdas)
+    values = config_lib.parse_floats(cfg.removal.noise_lambdas)
     make = lambda lam, rng: labels_lib.noisy(None, data.logits, noise=lam, rng=rng)
     return _label_sweep(source, data, cfg, "lambda", values, make)
 
@@ -400,7 +394,7 @@ def noise(source, data, cfg):
 def true_labels(source, data, cfg):
     """Distillation where a share rho of D2 carries ground-truth labels, one
     member per rho."""
-    values = parse_floats(cfg.removal.truth_shares)
+    values = config_lib.parse_floats(cfg.removal.truth_shares)
     make = lambda rho, rng: labels_lib.mixed_truth(
         data.y, data.logits, num_classes=data.num_classes, truth_share=rho, rng=rng
     )
@@ -439,7 +433,7 @@ def pruned(source, sparsities) -> tuple[dict, dict]:
 
 def prune(source, data, cfg):
     """Magnitude pruning of the source at each sparsity, no training."""
-    values = parse_floats(cfg.removal.prune_sparsities)
+    values = config_lib.parse_floats(cfg.removal.prune_sparsities)
     variables, _ = pruned(source, values)
     return Stolen(variables, [{"sparsity": s} for s in values], sweep="sparsity")
 
@@ -447,7 +441,7 @@ def prune(source, data, cfg):
 def prune_finetune(source, data, cfg):
     """Magnitude pruning, then a short fine-tune that keeps the pruned weights at zero."""
     r = cfg.removal
-    values = parse_floats(r.prune_sparsities)
+    values = config_lib.parse_floats(r.prune_sparsities)
     init, masks = pruned(source, values)
     x, targets = finetune_set(data, cfg)
     variables = train(
@@ -534,7 +528,10 @@ def parse_attacks(spec: str) -> list[str]:
 
 
 def _check_sweep(key: str, spec: str, ok: Callable[[float], bool], what: str) -> None:
-    values = parse_floats(spec)
+    try:
+        values = config_lib.parse_floats(spec)
+    except errors.ConfigError as e:
+        raise RemovalConfigError(f"removal.{key}: {e}") from None
     if not values:
         raise RemovalConfigError(f"removal.{key} is empty")
     bad = [v for v in values if not ok(v)]

@@ -57,12 +57,6 @@ def verdict_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _md_table(header: list[str], rows: list[list]) -> str:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(out)
-
-
 def roc_auc(positives, negatives) -> float | None:
     """Probability that a random positive scores above a random negative (ties
     count half): the area under the ROC curve of the score, pair by pair."""
@@ -243,7 +237,7 @@ def removal_section(rows, theta, significance, plots) -> list[str]:
         f"{theta} and {sum(bool(r.get('verified_calibrated')) for r in kept)} by the "
         f"calibrated test (p < {significance}).",
         "",
-        _md_table(
+        files.md_table(
             [
                 "family",
                 "attack",
@@ -361,7 +355,7 @@ def write_report(workdir, fp, rows, t1, config) -> str:
         "",
         "## Verification of every model (Tables 2-3)",
         "",
-        _md_table(
+        files.md_table(
             [
                 "model",
                 "kind",
@@ -404,7 +398,7 @@ def write_report(workdir, fp, rows, t1, config) -> str:
             "surrogates and references, averaged over the successful adversarial examples "
             "(source label differs from the truth) from the same starting points.",
             "",
-            _md_table(
+            files.md_table(
                 [
                     "method",
                     "eps",
@@ -495,7 +489,7 @@ def plot_study(study: list[dict], theta: float, path: str) -> None:
 def write_study(workdir: str, study: list[dict], theta: float, significance: float) -> str:
     """WORKDIR/study.md, study.jsonl and plots/study.png from per-seed rows."""
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
-    table = _md_table(
+    table = files.md_table(
         [
             "seed",
             "source acc",

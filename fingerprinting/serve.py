@@ -32,6 +32,8 @@ import numpy as np
 from absl import flags
 
 from fingerprinting import cli
+from fingerprinting import errors
+from fingerprinting import labels
 from fingerprinting import remote
 from fingerprinting import suspects
 
@@ -52,12 +54,9 @@ class Limits:
     def check(self) -> None:
         for field in dataclasses.fields(self):
             if not getattr(self, field.name) > 0:
-                raise ValueError(f"{field.name} = {getattr(self, field.name)!r} must be positive")
-
-
-def softmax(logits_NxK: np.ndarray) -> np.ndarray:
-    z = np.exp(logits_NxK - logits_NxK.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
+                raise errors.ConfigError(
+                    f"{field.name} = {getattr(self, field.name)!r} must be positive"
+                )
 
 
 def make_handler(
@@ -68,7 +67,7 @@ def make_handler(
 
     def predict(x_NxHxWxC: np.ndarray) -> np.ndarray:
         if x_NxHxWxC.shape[1:] != model.input_shape:
-            raise ValueError(
+            raise errors.ConfigError(
                 f"inputs of shape {list(x_NxHxWxC.shape)}; expected [N, "
                 f"{', '.join(map(str, model.input_shape))}]"
             )
@@ -78,7 +77,7 @@ def make_handler(
             with lock:  # released between batches: other clients take turns
                 logits.append(model.logits(x_NxHxWxC[i : i + bs]))
         logits = np.concatenate(logits)
-        return softmax(logits) if answer == "scores" else logits.argmax(-1)
+        return labels.softmax(logits) if answer == "scores" else logits.argmax(-1)
 
     h, w, c = model.input_shape
     output = (
@@ -210,9 +209,9 @@ def make_server(
 ) -> BoundedServer:
     """A bound server (call `serve_forever`); port 0 takes a free one."""
     if answer not in ANSWERS:
-        raise ValueError(f"unknown answer {answer!r}; expected {' or '.join(ANSWERS)}")
+        raise errors.ConfigError(f"unknown answer {answer!r}; expected {' or '.join(ANSWERS)}")
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ValueError(f"model name {name!r}: use letters, digits, '_', '.', '-'")
+        raise errors.ConfigError(f"model name {name!r}: use letters, digits, '_', '.', '-'")
     limits.check()
     handler = make_handler(model, name, answer, limits)
     return BoundedServer((host, port), handler, limits.max_connections)

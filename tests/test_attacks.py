@@ -634,6 +634,51 @@ class CBIMStepKnownAnswerTest(chex.TestCase):
         np.testing.assert_allclose(got.reshape(2, -1), x - 0.01 * np.sign(grad), atol=1e-6)
 
 
+def test_diversify_shifts_each_example_by_at_most_shift_pixels():
+    """Each output is its input moved by one whole-pixel offset in [-shift, shift]^2, edges repeated."""
+    x = jax.random.uniform(jax.random.PRNGKey(0), (16, 9, 9, 1))
+    out = np.asarray(cbim_lib.diversify(x, jax.random.PRNGKey(1), shift=2))
+    padded = np.pad(np.asarray(x), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")
+    offsets = set()
+    for b in range(len(x)):
+        hits = [
+            (i, j)
+            for i in range(5)
+            for j in range(5)
+            if np.array_equal(out[b], padded[b, i : i + 9, j : j + 9])
+        ]
+        assert len(hits) == 1, b
+        offsets.add(hits[0])
+    assert len(offsets) > 3  # the offsets differ between examples
+
+
+def test_diversify_noise_has_the_asked_spread_and_nothing_is_the_identity():
+    x = jnp.full((64, 8, 8, 1), 0.5)
+    key = jax.random.PRNGKey(2)
+    np.testing.assert_array_equal(cbim_lib.diversify(x, key), x)
+    noisy = np.asarray(cbim_lib.diversify(x, key, noise=0.1)) - 0.5
+    assert abs(noisy.std() - 0.1) < 0.005 and abs(noisy.mean()) < 0.005
+
+
+def test_input_diversity_changes_the_step_only_when_asked():
+    """With shift and noise 0 the step's key drives dropout alone (the pinned results hold);
+    with noise on, two keys give two different gradients."""
+    x0 = jnp.asarray(CBIM_X0, jnp.float32)
+    kw = dict(eps=0.1, alpha=0.01, dropout=0.0, loss="linear")
+    plain = cbim_lib.cbim_step(_cbim_probs_fn, x0, x0, CBIM_Y, 0, rng=jax.random.PRNGKey(0), **kw)
+    keyless = cbim_lib.cbim_step(_cbim_probs_fn, x0, x0, CBIM_Y, 0, **kw)
+    np.testing.assert_array_equal(plain, keyless)
+    noisy = [
+        cbim_lib.cbim_step(
+            _cbim_probs_fn, x0, x0, CBIM_Y, 0, rng=jax.random.PRNGKey(k), noise=1.0, **kw
+        )
+        for k in range(6)
+    ]
+    assert any(not np.array_equal(noisy[0], n) for n in noisy[1:])
+    for n in noisy:  # still one projected sign step
+        np.testing.assert_allclose(np.abs(np.asarray(n) - np.asarray(x0)), 0.01, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------
 # No retracing.
 # ----------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Tests for configs/: every config loads, validates and documents its command
-line; the paper configs have the paper's zoo and party sizes; their `tiny`
+line; the paper configs have the paper's zoo and party sizes; their `smoke`
 variants are wired (data -> models -> logits) on tiny fake data written in
 each data set's official on-disk layout, and CINIC-10 runs end to end.
 
@@ -47,9 +47,9 @@ PAPER = ("cifar10", "cinic10", "imagenet32")
 VARIANTS = {
     "digits": "smoke",
     "fashion_mnist": "smoke",
-    "cifar10": "tiny",
-    "cinic10": "tiny",
-    "imagenet32": "tiny",
+    "cifar10": "smoke",
+    "cinic10": "smoke",
+    "imagenet32": "smoke",
 }
 # (d1, d2, test) of the paper (Section 6.1 and its appendix); CIFAR-10: its
 # 50,000 training images halved between the parties, the whole test set.
@@ -150,7 +150,7 @@ def test_docstring_names_its_own_command_line(name):
 
 
 @pytest.mark.parametrize("name", PAPER)
-@pytest.mark.parametrize("arg", [None, "tiny"])
+@pytest.mark.parametrize("arg", [None, "smoke"])
 def test_paper_zoo(name, arg):
     config = load_module(name).get_config(arg)
     assert config.models.source == "resnet20"
@@ -170,7 +170,7 @@ def test_paper_zoo(name, arg):
 
 
 @pytest.mark.parametrize("name", PAPER)
-@pytest.mark.parametrize("arg", [None, "tiny"])
+@pytest.mark.parametrize("arg", [None, "smoke"])
 def test_paper_party_sizes(name, arg):
     d = load_module(name).get_config(arg).data
     assert (d.d1_size, d.d2_size, d.test_size) == PAPER_SIZES[name]
@@ -270,13 +270,13 @@ def cinic_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=PAPER)
 def tiny(request, cinic_dir, tmp_path_factory):
-    """(name, tiny config pointed at fake data, its splits)."""
+    """(name, smoke config pointed at fake data, its splits)."""
     name = request.param
     d1, d2, nt = FAKE_SIZES[name]
     overrides = [("data.d1_size", d1), ("data.d2_size", d2), ("data.test_size", nt)]
     if name == "cifar10":
         tfds = pytest.importorskip("tensorflow_datasets")
-        config = parse_config(name, "tiny", *overrides)
+        config = parse_config(name, "smoke", *overrides)
         with tfds.testing.mock_data(num_examples=12):
             splits = pipeline.load_splits(config)
     else:
@@ -285,12 +285,12 @@ def tiny(request, cinic_dir, tmp_path_factory):
         else:
             root = str(tmp_path_factory.mktemp("imagenet32"))
             write_imagenet32(root)
-        config = parse_config(name, "tiny", ("data.dir", root), *overrides)
+        config = parse_config(name, "smoke", ("data.dir", root), *overrides)
         splits = pipeline.load_splits(config)
     return name, config, splits
 
 
-def test_tiny_config_loads_fake_data(tiny):
+def test_smoke_paper_config_loads_fake_data(tiny):
     name, config, splits = tiny
     k = NUM_CLASSES[name]
     assert splits.name == name
@@ -307,8 +307,8 @@ def test_tiny_config_loads_fake_data(tiny):
         got = set(splits.d1.y) | set(splits.d2.y) | set(splits.test.y)
         assert got == want
         assert sorted(splits.test.y) == sorted(want)  # the 3 of 4 validation images kept
-    # `tiny` keeps the paper's party sizes, which fake data cannot fill.
-    paper_sizes = parse_config(name, "tiny", ("data.dir", config.data.dir))
+    # `smoke` keeps the paper's party sizes, which fake data cannot fill.
+    paper_sizes = parse_config(name, "smoke", ("data.dir", config.data.dir))
     with pytest.raises(data.DataError, match=f"d1_size={PAPER_SIZES[name][0]}"):
         if name == "cifar10":
             with pytest.importorskip("tensorflow_datasets").testing.mock_data(num_examples=12):
@@ -332,7 +332,7 @@ def member_shapes(model, size, input_shape, batch):
     return variables, logits
 
 
-def test_tiny_zoo_shapes(tiny):
+def test_smoke_paper_zoo_shapes(tiny):
     name, config, splits = tiny
     k, batch = splits.num_classes, 3
     assert k == NUM_CLASSES[name]
@@ -356,7 +356,7 @@ def test_tiny_zoo_shapes(tiny):
 # ------------------------------------------ CINIC-10 end to end (ResNet-20) --
 
 
-def test_cinic10_tiny_extracts_a_fingerprint(cinic_dir, tmp_path):
+def test_cinic10_smoke_extracts_a_fingerprint(cinic_dir, tmp_path):
     """The real pipeline on the fake CINIC-10 tree with a ResNet-20-only zoo.
 
     The outcome is made deterministic, not left to chance: tau = 0 keeps every
@@ -371,7 +371,7 @@ def test_cinic10_tiny_extracts_a_fingerprint(cinic_dir, tmp_path):
     d1, d2, nt = FAKE_SIZES["cinic10"]
     config = parse_config(
         "cinic10",
-        "tiny",
+        "smoke",
         ("data.dir", cinic_dir),
         ("data.d1_size", d1),
         ("data.d2_size", d2),

@@ -267,7 +267,7 @@ BAD_INPUT = [
     (
         "data_layout",
         "train",
-        ["--config=configs/cinic10.py:tiny", "--config.data.dir={tmp}/layout"],
+        ["--config=configs/cinic10.py:smoke", "--config.data.dir={tmp}/layout"],
         "one subfolder per class",
     ),
     ("checkpoint_corrupt", "train", [SMOKE], "is not a readable model group"),

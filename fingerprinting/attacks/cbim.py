@@ -10,7 +10,13 @@ member. Two losses:
   the max over the wrong classes t != y.
 Dropout on the ensemble's output (whole members by default) is resampled at
 every step from the step's key, so the example cannot overfit a fixed subset
-of the training models.
+of the training models. Input diversity (optional) does the same on the input
+side: every step the ensemble sees the example shifted by a few pixels and
+with Gaussian noise added, so that the perturbation must survive small
+changes of the input rather than exploit one model's exact pixel grid, a
+known way to make adversarial examples transfer to unseen architectures
+(Xie et al., "Improving transferability of adversarial examples with input
+diversity", 2019).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from fingerprinting import ensemble
+from fingerprinting import errors
 from fingerprinting.attacks.gradient import descent_step
 from fingerprinting.attacks.gradient import sign_gradient_descent
 
@@ -51,6 +58,26 @@ def three_term_loss(
     return (h_max - beta * h_away + gamma * h_agree).sum()
 
 
+def diversify(x_BxHxWxC, key, *, shift: int = 0, noise: float = 0.0):
+    """x moved by up to `shift` pixels per example (edges repeated) plus N(0, noise^2).
+
+    Differentiable in x; the identity when both are 0.
+    """
+    k_shift, k_noise = jax.random.split(key)
+    if shift:
+        b, h, w, _ = x_BxHxWxC.shape
+        padded = jnp.pad(x_BxHxWxC, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
+        offsets_Bx2 = jax.random.randint(k_shift, (b, 2), 0, 2 * shift + 1)
+
+        def crop(image, offset):
+            return jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, image.shape[-1]))
+
+        x_BxHxWxC = jax.vmap(crop)(padded, offsets_Bx2)
+    if noise:
+        x_BxHxWxC = x_BxHxWxC + noise * jax.random.normal(k_noise, x_BxHxWxC.shape)
+    return x_BxHxWxC
+
+
 def cbim_loss(
     probs_fn: Callable,
     x0,
@@ -62,13 +89,24 @@ def cbim_loss(
     loss: str = "linear",
     beta: float = 1.0,
     gamma: float = 1.0,
+    shift: int = 0,
+    noise: float = 0.0,
 ):
-    """loss_fn(x, key) of C-BIM for the sign-gradient loop."""
+    """loss_fn(x, key) of C-BIM for the sign-gradient loop.
+
+    `shift` and `noise` turn on input diversity (see `diversify`); without
+    them the step's key goes to dropout alone, as before.
+    """
     if loss not in LOSSES:
-        raise ValueError(f"unknown C-BIM loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        raise errors.ConfigError(
+            f"unknown C-BIM loss {loss!r}; expected one of {', '.join(LOSSES)}"
+        )
     source0 = jax.lax.stop_gradient(probs_fn(x0)[0][0]) if loss == "three_term" else None
 
     def loss_fn(x, key):
+        if (shift or noise) and key is not None:
+            key, k_input = jax.random.split(key)
+            x = diversify(x, k_input, shift=shift, noise=noise)
         surr_probs, ref_probs = probs_fn(x)
         surr, ref, m_e = ensemble.compose(
             surr_probs,
@@ -102,7 +140,7 @@ def cbim(
 
     `probs_fn(x) -> (surr_MxBxK, ref_MxBxK)`, member 0 of surr being the source;
     `loss_kwargs` go to `cbim_loss` (dropout, dropout_kind, keep_source, loss,
-    beta, gamma).
+    beta, gamma, shift, noise).
     """
     loss_fn = cbim_loss(probs_fn, x0, y, **loss_kwargs)
     return sign_gradient_descent(loss_fn, x0, eps=eps, alpha=alpha, steps=steps, rng=rng)
