@@ -16,7 +16,7 @@ Two measurements, each for ResNet-20 (32x32x3) and the small CPU CNN
   train  one training step of each of K models on its own batch, with the
          project's optimizer and augmentation for the architecture (the
          paper's SGD, crop and flip for ResNet-20; Adam for cnn_small). JAX
-         runs the library's `training.make_chunk_fn` on the stacked group.
+         runs the library's `fit.make_chunk_fn` on the stacked group.
 
 PyTorch runs the same architectures (`benchmarks/torch_models.py`, checked to
 give the same logits as the Flax models on copied weights before anything is
@@ -71,7 +71,7 @@ from fingerprinting import config
 from fingerprinting import ensemble
 from fingerprinting import fingerprint
 from fingerprinting import models
-from fingerprinting import training
+from fingerprinting import fit
 
 try:
     import torch
@@ -227,14 +227,14 @@ def jax_train(case: Case, strategy: str) -> dict:
     model = models.get_model(case.arch, NUM_CLASSES)
     cfg = _train_config(case.arch)
     cfg.batch_size = case.batch
-    tx = training.make_optimizer(cfg, steps_per_epoch=1000, epochs=1)
-    chunk = training.make_chunk_fn(model, tx, cfg, strategy=strategy, loop="fori")
+    tx = fit.make_optimizer(cfg, steps_per_epoch=1000, epochs=1)
+    chunk = fit.make_chunk_fn(model, tx, cfg, strategy=strategy, loop="fori")
     n = case.batch * _STEPS_PER_CALL.value
     x = jax.random.uniform(jax.random.PRNGKey(0), (n, *case.shape))
     t = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(1), (n,), 0, NUM_CLASSES), 10)
     keys = jax.random.split(jax.random.PRNGKey(2), case.members)
     perm = jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
-    state = training.init_state(model, tx, jax.random.PRNGKey(3), case.members, case.shape)
+    state = fit.init_state(model, tx, jax.random.PRNGKey(3), case.members, case.shape)
     steps = _STEPS_PER_CALL.value
     compiled, compile_s, xla_mib, flops = _compile(chunk.jitted, state, x, t, perm, keys, 0, steps)
     box = [state]

@@ -19,7 +19,7 @@ from benchmarks import torch_models
 
 
 def _keep_mask(num: int, rate: float, device) -> torch.Tensor:
-    """Whole-member dropout that keeps at least one member (ensemble.member_keep_mask)."""
+    """Whole-member dropout that keeps at least one member (attacks.cbim.member_keep_mask)."""
     keep = torch.rand(num, device=device) >= rate
     if not keep.any():
         keep[torch.randint(num, (1,), device=device)] = True

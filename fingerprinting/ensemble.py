@@ -7,24 +7,24 @@ caller's jit, or by `lax.map`, which traces and compiles one member whatever
 the group size (the CPU default: on a CPU, vmapped convolutions become grouped
 convolutions that run 5-10x slower). With more than one device the members are
 split over them (`sharding`). Several architectures are a tuple of `Group`s
-evaluated inside one jitted function; `compose` builds the paper's ensemble
-output (Eq. 11-13) from such groups.
+evaluated inside one jitted function (`attacks.cbim.compose` builds the
+paper's ensemble output, Eq. 11-13, from their outputs). Convolutions go
+through `conv_layout.canonical_convs`, so that member and step loops stay
+fast on a CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
-from jax.extend import core as jax_core
 from jax.sharding import PartitionSpec as P
 
+from fingerprinting import conv_layout
 from fingerprinting import errors
 from fingerprinting import sharding
 
@@ -83,100 +83,6 @@ def resolve_loop(loop: str | None) -> str:
     return loop
 
 
-# XLA:CPU hands a convolution to its fast library kernel only in the canonical
-# layout (input NHWC, kernel HWIO, output NHWC). At the top level of a program
-# it transposes other convolutions into that form itself; inside a while loop
-# it does not, and they run as naive loop nests. The backward passes JAX derives
-# are not canonical (the input gradient convolves with an HWOI kernel, the
-# weight gradient swaps batch and features), so a member loop (lax.map) or a
-# step loop (lax.scan) ran 6x (input gradients) to 28x (weight gradients)
-# slower than the same code unrolled. `canonical_convs` rewrites every
-# convolution of a function, and of its derivatives, into the canonical form.
-
-
-def _canonical_dimension_numbers(ndim: int) -> lax.ConvDimensionNumbers:
-    channels_last = (0, ndim - 1, *range(1, ndim - 1))
-    return lax.ConvDimensionNumbers(
-        channels_last, (ndim - 1, ndim - 2, *range(ndim - 2)), channels_last
-    )
-
-
-def _conv_in_canonical_layout(lhs, rhs, params: tuple):
-    params = dict(params)
-    lhs_spec, rhs_spec, out_spec = params.pop("dimension_numbers")
-    canonical = _canonical_dimension_numbers(lhs.ndim)
-    lhs = lax.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))
-    rhs = lax.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))
-    out = lax.conv_general_dilated_p.bind(lhs, rhs, dimension_numbers=canonical, **params)
-    # Output dimension out_spec[i] holds what the canonical output has at canonical.out_spec[i].
-    to_spec = [0] * lhs.ndim
-    for d, c in zip(out_spec, canonical.out_spec):
-        to_spec[d] = c
-    return lax.transpose(out, tuple(to_spec))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _canonical_conv(lhs, rhs, params: tuple):
-    return _conv_in_canonical_layout(lhs, rhs, params)
-
-
-def _canonical_conv_fwd(lhs, rhs, params):
-    return _canonical_conv(lhs, rhs, params), (lhs, rhs)
-
-
-def _canonical_conv_bwd(params, residuals, ct):
-    lhs, rhs = residuals
-    conv = lambda lhs, rhs: lax.conv_general_dilated_p.bind(lhs, rhs, **dict(params))
-
-    def transposed(ct):  # JAX's own backward convolutions, rewritten below
-        (ct_lhs,) = jax.linear_transpose(lambda lhs: conv(lhs, rhs), lhs)(ct)
-        (ct_rhs,) = jax.linear_transpose(lambda rhs: conv(lhs, rhs), rhs)(ct)
-        return ct_lhs, ct_rhs
-
-    return canonical_convs(transposed)(ct)
-
-
-_canonical_conv.defvjp(_canonical_conv_fwd, _canonical_conv_bwd)
-
-
-def _has_conv(jaxpr) -> bool:
-    return any(e.primitive is lax.conv_general_dilated_p for e in jaxpr.eqns) or any(
-        _has_conv(sub) for sub in jax_core.subjaxprs(jaxpr)
-    )
-
-
-def _eval_canonical(jaxpr, consts, args) -> list:
-    """Evaluates a jaxpr with its convolutions (also those of inner jits) canonical."""
-    env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))
-    read = lambda v: v.val if isinstance(v, jax_core.Literal) else env[v]
-    for eqn in jaxpr.eqns:
-        inputs = [read(v) for v in eqn.invars]
-        inner = eqn.params.get("jaxpr")
-        if eqn.primitive is lax.conv_general_dilated_p:
-            outputs = [_canonical_conv(*inputs, tuple(eqn.params.items()))]
-        elif eqn.primitive.name == "jit" and _has_conv(inner.jaxpr):
-            outputs = _eval_canonical(inner.jaxpr, inner.consts, inputs)  # inlined
-        else:
-            with eqn.ctx.manager:
-                outputs = eqn.primitive.bind(*inputs, **eqn.primitive.get_bind_params(eqn.params))
-            outputs = outputs if eqn.primitive.multiple_results else [outputs]
-        env.update(zip(eqn.outvars, outputs))
-    return [read(v) for v in jaxpr.outvars]
-
-
-def canonical_convs(fn: Callable) -> Callable:
-    """`fn` with every convolution in XLA:CPU's canonical layout, in its value and
-    in its derivatives: equal values, and fast inside loops on a CPU."""
-
-    @functools.wraps(fn)
-    def wrapped(*args):
-        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        out = _eval_canonical(closed.jaxpr, closed.consts, jax.tree_util.tree_leaves(args))
-        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), out)
-
-    return wrapped
-
-
 def num_members(tree) -> int:
     return jax.tree_util.tree_leaves(tree)[0].shape[0]
 
@@ -207,7 +113,9 @@ def _map_on_device(fn: Callable, axes: tuple, strategy: str) -> Callable:
     if strategy == "vmap":
         return jax.vmap(fn, in_axes=axes)
     if jax.default_backend() == "cpu":
-        fn = canonical_convs(fn)  # the loops around it may be rolled: ours, or a caller's
+        fn = conv_layout.canonical_convs(
+            fn
+        )  # the loops around it may be rolled: ours, or a caller's
 
     def call(args, member_args):
         it = iter(member_args)
@@ -321,59 +229,3 @@ def group_probs(
         jax.nn.softmax(apply_members(g.model, v, x, strategy=strategy), -1)
         for g, v in zip(groups, variables)
     ]
-
-
-def member_keep_mask(rng, num: int, rate: float) -> jnp.ndarray:
-    """Whole-member dropout: keeps each member with probability 1 - rate and
-    always at least one, so the renormalized mean is defined."""
-    if rate <= 0.0 or rng is None:
-        return jnp.ones((num,), jnp.float32)
-    k1, k2 = jax.random.split(rng)
-    keep = jax.random.bernoulli(k1, 1.0 - rate, (num,))
-    fallback = jax.nn.one_hot(jax.random.randint(k2, (), 0, num), num) > 0
-    keep = jnp.where(keep.any(), keep, fallback)
-    return keep.astype(jnp.float32)
-
-
-def masked_mean(probs_MxBxK, keep_M):
-    """Mean over the kept members (Eq. 11-12 under member dropout)."""
-    w = keep_M / keep_M.sum()
-    return jnp.einsum("m,mbk->bk", w, probs_MxBxK)
-
-
-def compose(
-    surr_probs_MxBxK,
-    ref_probs_MxBxK,
-    *,
-    rng=None,
-    dropout: float = 0.0,
-    dropout_kind: str = "member",
-    keep_source: bool = False,
-):
-    """Compose(M, S, R) of Section 4.4: (Surr, Ref, M_E), each [B, K].
-
-    surr_probs holds the source and the surrogates (S_M), ref_probs the
-    references. Dropout 'member' drops whole models and renormalizes the means;
-    'output' drops entries of the ensemble's output vector (Keras-style dropout
-    before the output, scaled by 1/(1-rate)). With `keep_source` member dropout
-    never drops member 0 of the surrogate side, the source: the keys are its
-    labels, so every step should push towards what it answers.
-    """
-    ks, kr, ko = jax.random.split(rng, 3) if rng is not None else (None,) * 3
-    if dropout_kind == "member" and dropout > 0:
-        keep = member_keep_mask(ks, surr_probs_MxBxK.shape[0], dropout)
-        if keep_source:
-            keep = keep.at[0].set(1.0)
-        surr = masked_mean(surr_probs_MxBxK, keep)
-        ref = masked_mean(ref_probs_MxBxK, member_keep_mask(kr, ref_probs_MxBxK.shape[0], dropout))
-    else:
-        surr, ref = surr_probs_MxBxK.mean(0), ref_probs_MxBxK.mean(0)
-    m_e = (1.0 - ref) * surr  # Eq. 13
-    if dropout_kind == "output" and dropout > 0 and ko is not None:
-        keep = jax.random.bernoulli(ko, 1.0 - dropout, m_e.shape)
-        m_e = jnp.where(keep, m_e / (1.0 - dropout), 0.0)
-    elif dropout_kind not in ("member", "output"):
-        raise errors.ConfigError(
-            f"unknown ensemble dropout kind {dropout_kind!r}; expected 'member' or 'output'"
-        )
-    return surr, ref, m_e

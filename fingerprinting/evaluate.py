@@ -7,7 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from fingerprinting import cli
-from fingerprinting import evaluation
+from fingerprinting import harness
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/digits.py", "Experiment config file.", lock_config=True
@@ -17,7 +17,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory (created, resume
 
 def main(argv):
     cli.check_no_args(argv)
-    evaluation.run_evaluate(_CONFIG.value, _WORKDIR.value)
+    harness.run_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import models
 from fingerprinting import progress
-from fingerprinting import training
+from fingerprinting import fit
 from fingerprinting import zoo as zoo_lib
 
 DEFAULTS = dict(
@@ -102,7 +102,7 @@ def train_detector(zoo, config, s, x_pos_uint8, x_neg_uint8):
     x = np.concatenate([x_neg_uint8, x_pos_uint8]).astype(np.float32) / 255.0
     y = np.repeat([0, 1], [len(x_neg_uint8), len(x_pos_uint8)])
     model = models.get_model(s["detector"], 2)
-    variables = training.train_group(
+    variables = fit.train_group(
         model,
         x,
         np.eye(2, dtype=np.float32)[y],
@@ -115,7 +115,7 @@ def train_detector(zoo, config, s, x_pos_uint8, x_neg_uint8):
     )
 
     def score(x_uint8):
-        logits = training.predict_logits(
+        logits = fit.predict_logits(
             model, variables, x_uint8.astype(np.float32) / 255.0, strategy=zoo.strategy
         )[0]
         return logits[:, 1] - logits[:, 0]

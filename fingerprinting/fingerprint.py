@@ -33,7 +33,7 @@ from fingerprinting import files
 from fingerprinting import progress
 from fingerprinting import sharding
 from fingerprinting import stats
-from fingerprinting import training
+from fingerprinting import fit
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.attacks import cbim as cbim_lib
 
@@ -73,7 +73,7 @@ def labels_of(trained_groups, x, strategy=None) -> np.ndarray:
         return np.zeros((0, len(x)), np.int32)
     return np.concatenate(
         [
-            training.predict_logits(tg.group.model, tg.variables, x, strategy=strategy).argmax(-1)
+            fit.predict_logits(tg.group.model, tg.variables, x, strategy=strategy).argmax(-1)
             for tg in trained_groups
         ],
         0,
@@ -368,6 +368,31 @@ def check_compatible(fp: artifact.Fingerprint, suspect) -> None:
         )
 
 
+def check_levels(theta: float | None, significance: float) -> None:
+    """A threshold outside (0, 1] or a level outside (0, 1) turns every verdict
+    upside down (the source itself "not verified", anything "verified")."""
+    if theta is not None and not 0 < theta <= 1:
+        raise errors.ConfigError(f"--theta={theta:g}: a threshold on accuracy lies in (0, 1]")
+    if not 0 < significance < 1:
+        raise errors.ConfigError(f"--significance={significance:g}: a test's level lies in (0, 1)")
+
+
+def verdict_summary(result: dict) -> str:
+    """One line for a person: a `verify_suspect` result in words."""
+    p = "n/a" if result["p_value"] is None else f"{result['p_value']:.2g}"
+    decoys = (
+        f"; accuracy on {result['decoys']} decoys {result['decoy_accuracy']:.3f}"
+        if result["decoys"]
+        else ""
+    )
+    return (
+        f"{result['suspect']}: fingerprint accuracy {result['fingerprint_accuracy']:.3f} "
+        f"(theta {result['theta']}): {'SURROGATE' if result['verified'] else 'not verified'}; "
+        f"p-value of independence {p}{decoys}; {result['n_queries']} queries in "
+        f"{result['requests']} requests, {result['seconds']:.1f} s"
+    )
+
+
 def verify_suspect(
     fp: artifact.Fingerprint,
     suspect,
@@ -375,8 +400,10 @@ def verify_suspect(
     theta: float | None = None,
     decoys: int | None = None,
     rng: np.random.Generator | None = None,
+    significance: float = 0.01,
 ) -> dict:
-    """Queries a label-only suspect and decides (Algorithm 1).
+    """Queries a label-only suspect and decides (Algorithm 1), by theta and by
+    the calibrated test at `significance` (`verified_calibrated`).
 
     The fingerprint inputs go out shuffled among `decoys` benign inputs (all
     the file holds by default), in a fresh random order each time, so that the
@@ -384,6 +411,8 @@ def verify_suspect(
     decoys is reported beside its fingerprint accuracy. Any failed query
     raises: there is no verdict from partial answers.
     """
+    if len(fp) == 0:
+        raise artifact.FingerprintError("the fingerprint is empty")
     check_compatible(fp, suspect)
     if suspect.num_classes is None:
         suspect.num_classes = fp.num_classes  # range-check its labels
@@ -406,6 +435,7 @@ def verify_suspect(
         decoys=d,
         decoy_accuracy=float((labels[n:] == fp.decoy_truth[:d]).mean()) if d else None,
         seconds=round(time.time() - start, 3),
+        verified_calibrated=result["p_value"] is not None and result["p_value"] < significance,
         **suspect.counters,
     )
     if not stored:

@@ -10,7 +10,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from fingerprinting import cli
-from fingerprinting import evaluation
+from fingerprinting import harness
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/digits.py", "Experiment config file.", lock_config=True
@@ -23,7 +23,7 @@ _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated run seeds.")
 
 def main(argv):
     cli.check_no_args(argv)
-    evaluation.run_study(_CONFIG.value, _WORKDIR.value, evaluation.parse_seeds(_SEEDS.value))
+    harness.run_study(_CONFIG.value, _WORKDIR.value, harness.parse_seeds(_SEEDS.value))
 
 
 if __name__ == "__main__":

@@ -22,10 +22,10 @@ from absl import flags
 
 from fingerprinting import artifact
 from fingerprinting import cli
-from fingerprinting import errors
 from fingerprinting import fingerprint as fp_lib
-from fingerprinting import remote
 from fingerprinting import suspects
+from fingerprinting.suspects import client as http_client
+from fingerprinting.suspects import protocols
 
 _FINGERPRINT = flags.DEFINE_string("fingerprint", None, "Fingerprint file.", required=True)
 _SUSPECT = flags.DEFINE_string(
@@ -48,7 +48,7 @@ _PIXELS = flags.DEFINE_enum(
     "pixels", "uint8", suspects.PIXELS, "What a callable or API receives: uint8, or float in [0,1]."
 )
 _PROTOCOL = flags.DEFINE_enum(
-    "protocol", "auto", ("auto",) + remote.PROTOCOLS, "HTTP protocol (auto: from the URL path)."
+    "protocol", "auto", ("auto",) + protocols.PROTOCOLS, "HTTP protocol (auto: from the URL path)."
 )
 _TIMEOUT = flags.DEFINE_float(
     "timeout",
@@ -73,51 +73,27 @@ _HEADER = flags.DEFINE_multi_string(
 )
 
 
-def check_levels(theta: float | None, significance: float) -> None:
-    """A threshold outside (0, 1] or a level outside (0, 1) turns every verdict
-    upside down (the source itself "not verified", anything "verified")."""
-    if theta is not None and not 0 < theta <= 1:
-        raise errors.ConfigError(f"--theta={theta:g}: a threshold on accuracy lies in (0, 1]")
-    if not 0 < significance < 1:
-        raise errors.ConfigError(f"--significance={significance:g}: a test's level lies in (0, 1)")
-
-
 def main(argv):
     cli.check_no_args(argv)
-    check_levels(_THETA.value, _SIGNIFICANCE.value)
+    fp_lib.check_levels(_THETA.value, _SIGNIFICANCE.value)
     fp = artifact.load(_FINGERPRINT.value)
-    if len(fp) == 0:
-        raise errors.ConfigError(f"{_FINGERPRINT.value}: the fingerprint is empty")
-    options = remote.Options(
+    options = http_client.Options(
         timeout=_TIMEOUT.value,
         retries=_RETRIES.value,
         backoff=_BACKOFF.value,
         max_backoff=_MAX_BACKOFF.value,
         rate_limit=_RATE_LIMIT.value,
         protocol=_PROTOCOL.value,
-        headers=tuple(remote.parse_header(h) for h in _HEADER.value),
+        headers=tuple(http_client.parse_header(h) for h in _HEADER.value),
     )
     suspect = suspects.load_suspect(
         _SUSPECT.value, pixels=_PIXELS.value, batch_size=_BATCH_SIZE.value, http=options
     )
-    result = fp_lib.verify_suspect(fp, suspect, theta=_THETA.value, decoys=_DECOYS.value)
-    result["verified_calibrated"] = (
-        result["p_value"] is not None and result["p_value"] < _SIGNIFICANCE.value
+    result = fp_lib.verify_suspect(
+        fp, suspect, theta=_THETA.value, decoys=_DECOYS.value, significance=_SIGNIFICANCE.value
     )
     print(json.dumps(result, sort_keys=True))
-    p = "n/a" if result["p_value"] is None else f"{result['p_value']:.2g}"
-    decoys = (
-        f"; accuracy on {result['decoys']} decoys {result['decoy_accuracy']:.3f}"
-        if result["decoys"]
-        else ""
-    )
-    print(
-        f"{suspect.name}: fingerprint accuracy {result['fingerprint_accuracy']:.3f} "
-        f"(theta {result['theta']}): {'SURROGATE' if result['verified'] else 'not verified'}; "
-        f"p-value of independence {p}{decoys}; {result['n_queries']} queries in "
-        f"{result['requests']} requests, {result['seconds']:.1f} s",
-        file=sys.stderr,
-    )
+    print(fp_lib.verdict_summary(result), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from fingerprinting import files
 from fingerprinting import labels as labels_lib
 from fingerprinting import models
 from fingerprinting import progress
-from fingerprinting import training
+from fingerprinting import fit
 
 # kind -> (party whose data it trains on, the label source it learns from);
 # a party of None is read from the config (see `Zoo.party_name`).
@@ -240,7 +240,7 @@ class Zoo:
         if party not in self._source_logits:
             src = self.source()
             x = self.split(party).x
-            self._source_logits[party] = training.predict_logits(
+            self._source_logits[party] = fit.predict_logits(
                 src.group.model, src.variables, x, strategy=self.strategy
             )[0]
         return self._source_logits[party]
@@ -291,7 +291,7 @@ class Zoo:
         cfg = self.config.train
         epochs = cfg.source_epochs if kind == "source" else cfg.epochs
         temperature = self.temperature(kind)
-        variables = training.train_group(
+        variables = fit.train_group(
             group.model,
             split.x,
             self.targets(kind),
@@ -304,7 +304,7 @@ class Zoo:
             temperature=temperature,
             desc=f"train {group.name} x{group.size}",
         )
-        acc = training.accuracies(group.model, variables, test.x, test.y, strategy=self.strategy)
+        acc = fit.accuracies(group.model, variables, test.x, test.y, strategy=self.strategy)
         save_variables(final, variables)
         faults.point("group_final")  # final variables written, result.json not yet
         files.write_json_atomic(

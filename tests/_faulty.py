@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from fingerprinting import remote
+from fingerprinting.suspects import protocols
 
 SECRET = "s3cret-key"
 
@@ -46,7 +46,7 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        protocol, mode = remote.parse_path(self.path)
+        protocol, mode = protocols.parse_path(self.path)
         self.server.hits[mode] = self.server.hits.get(mode, 0) + 1
         if mode == "auth" and self.headers.get("Authorization") != f"Bearer {SECRET}":
             return self.reply(401, b"unauthorized")
@@ -73,9 +73,9 @@ class FaultyHandler(http.server.BaseHTTPRequestHandler):
         elif mode == "missing":
             return self.reply(404, b"no such model")
         answer = (
-            remote.encode_v1_answer(labels)
+            protocols.encode_v1_answer(labels)
             if protocol == "v1"
-            else remote.encode_v2_answer(labels, mode)
+            else protocols.encode_v2_answer(labels, mode)
         )
         self.reply(200, json.dumps(answer).encode())
 
@@ -129,7 +129,7 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.server.seen.append(("POST", self.path))
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        protocol, mode = remote.parse_path(self.path.split("?")[0])
+        protocol, mode = protocols.parse_path(self.path.split("?")[0])
         if mode == "trickle":
             self.send_response(200)
             self.send_header("Content-Length", str(len(TRICKLED)))
@@ -170,9 +170,9 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
                 return self.reply(400, b'{"error": "unknown input"}')
             labels = pixel_label(np.asarray(tensor["data"]).reshape(tensor["shape"]))
         answer = (
-            remote.encode_v1_answer(labels)
+            protocols.encode_v1_answer(labels)
             if protocol == "v1"
-            else remote.encode_v2_answer(labels, mode)
+            else protocols.encode_v2_answer(labels, mode)
         )
         self.reply(200, json.dumps(answer).encode())
 

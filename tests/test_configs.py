@@ -174,7 +174,7 @@ def test_paper_zoo(name, arg):
 def test_paper_party_sizes(name, arg):
     d = load_module(name).get_config(arg).data
     assert (d.d1_size, d.d2_size, d.test_size) == PAPER_SIZES[name]
-    assert data._DEFAULT_SIZES[name] == PAPER_SIZES[name]
+    assert data.splits._DEFAULT_SIZES[name] == PAPER_SIZES[name]
 
 
 @pytest.mark.parametrize("name", PAPER)

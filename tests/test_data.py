@@ -107,9 +107,9 @@ def test_resize_and_channels():
     assert 0.0 <= s.d1.x.min() and s.d1.x.max() <= 1.0
     np.testing.assert_array_equal(s.d1.x[..., 0], s.d1.x[..., 2])
     # A constant image stays constant through bilinear resizing.
-    flat = data._resize(np.full((2, 8, 8, 1), 0.25, np.float32), 5)
+    flat = data.splits._resize(np.full((2, 8, 8, 1), 0.25, np.float32), 5)
     np.testing.assert_allclose(flat, 0.25, atol=1e-6)
-    gray = data._channels(np.ones((1, 2, 2, 3), np.float32), 1)
+    gray = data.splits.to_channels(np.ones((1, 2, 2, 3), np.float32), 1)
     assert gray.shape == (1, 2, 2, 1)
     np.testing.assert_allclose(gray, 1.0, atol=1e-6)
 
@@ -173,7 +173,7 @@ def test_fashion_mnist_missing_file(fashion_dir):
 
 
 def test_fashion_mnist_debian_default(fashion_dir, monkeypatch):
-    monkeypatch.setattr(data, "_FASHION_DEBIAN_DIR", str(fashion_dir))
+    monkeypatch.setattr(data.readers, "_FASHION_DEBIAN_DIR", str(fashion_dir))
     pool, test, _ = data.load_raw("fashion_mnist")
     assert (len(pool), len(test)) == (20, 10)
 
@@ -263,7 +263,7 @@ def imagenet_dir(tmp_path):
 def test_imagenet32_builtin_table():
     assert len(data.IMAGENET32_CLASSES) == 100
     assert len(set(data.IMAGENET32_CLASSES)) == 100
-    idx = data._IMAGENET32_CLSLOC
+    idx = data.classes._IMAGENET32_CLSLOC
     assert len(idx) == 100 and len(set(idx)) == 100
     assert all(1 <= i <= 1000 for i in idx)
 

@@ -8,8 +8,10 @@ import pytest
 from jax import lax
 from jax.extend import core as jax_core
 
+from fingerprinting import conv_layout
 from fingerprinting import ensemble
 from fingerprinting import models
+from fingerprinting.attacks import cbim as cbim_lib
 
 
 def _members_one_by_one(model, variables, x, per_member):
@@ -134,17 +136,17 @@ class CanonicalConvsTest(chex.TestCase):
             x, w = _operands(case[0], case[-1])
             loss = lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w)))
             chex.assert_trees_all_close(
-                ensemble.canonical_convs(f)(x, w), f(x, w), atol=1e-4, rtol=1e-5
+                conv_layout.canonical_convs(f)(x, w), f(x, w), atol=1e-4, rtol=1e-5
             )
             want = jax.grad(loss, (0, 1))(x, w)
             # Differentiated through the rewrite (C-BIM), and rewritten after (training).
-            through = jax.grad(ensemble.canonical_convs(loss), (0, 1))(x, w)
-            after = ensemble.canonical_convs(jax.grad(loss, (0, 1)))(x, w)
+            through = jax.grad(conv_layout.canonical_convs(loss), (0, 1))(x, w)
+            after = conv_layout.canonical_convs(jax.grad(loss, (0, 1)))(x, w)
             chex.assert_trees_all_close(through, want, atol=1e-4, rtol=1e-4)
             chex.assert_trees_all_close(after, want, atol=1e-4, rtol=1e-4)
 
     def test_every_convolution_of_value_and_gradient_is_canonical(self):
-        canonical = ensemble._canonical_dimension_numbers(4)
+        canonical = conv_layout._canonical_dimension_numbers(4)
         for case in CONVS:
             f = _conv_fn(*case)
             x, w = _operands(case[0], case[-1])
@@ -153,8 +155,8 @@ class CanonicalConvsTest(chex.TestCase):
             # Without the rewrite JAX's backward convolutions are not canonical.
             assert any(spec != canonical for spec in plain)
             for fn in (
-                jax.grad(ensemble.canonical_convs(loss), (0, 1)),
-                ensemble.canonical_convs(jax.grad(loss, (0, 1))),
+                jax.grad(conv_layout.canonical_convs(loss), (0, 1)),
+                conv_layout.canonical_convs(jax.grad(loss, (0, 1))),
             ):
                 specs = _conv_specs(jax.make_jaxpr(fn)(x, w))
                 assert len(specs) >= 3 and all(spec == canonical for spec in specs), specs
@@ -164,26 +166,26 @@ class ComposeTest(chex.TestCase):
     def test_eq_13_without_dropout(self):
         surr = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(0), (4, 6, 5)))
         ref = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(1), (3, 6, 5)))
-        s, r, m_e = ensemble.compose(surr, ref)
+        s, r, m_e = cbim_lib.compose(surr, ref)
         chex.assert_trees_all_close(m_e, (1 - ref.mean(0)) * surr.mean(0), atol=1e-6)
 
     def test_member_dropout_keeps_some_and_renormalizes(self):
         probs = jax.nn.softmax(jax.random.normal(jax.random.PRNGKey(0), (8, 2, 5)))
         for seed in range(20):
-            keep = ensemble.member_keep_mask(jax.random.PRNGKey(seed), 8, 0.9)
+            keep = cbim_lib.member_keep_mask(jax.random.PRNGKey(seed), 8, 0.9)
             assert keep.sum() >= 1
-            mean = ensemble.masked_mean(probs, keep)
+            mean = cbim_lib.masked_mean(probs, keep)
             chex.assert_trees_all_close(mean.sum(-1), jnp.ones(2), atol=1e-5)
         masks = np.stack(
-            [ensemble.member_keep_mask(jax.random.PRNGKey(s), 8, 0.5) for s in range(200)]
+            [cbim_lib.member_keep_mask(jax.random.PRNGKey(s), 8, 0.5) for s in range(200)]
         )
         assert 0.4 < masks.mean() < 0.6
 
     def test_output_dropout_and_bad_kind(self):
         surr = jnp.full((2, 3, 4), 0.25)
-        _, _, m_e = ensemble.compose(
+        _, _, m_e = cbim_lib.compose(
             surr, surr, rng=jax.random.PRNGKey(0), dropout=0.5, dropout_kind="output"
         )
         assert set(np.unique(np.round(np.asarray(m_e), 5))) <= {0.0, round(0.25 * 0.75 * 2, 5)}
         with pytest.raises(ValueError, match="dropout kind"):
-            ensemble.compose(surr, surr, rng=jax.random.PRNGKey(0), dropout=0.5, dropout_kind="x")
+            cbim_lib.compose(surr, surr, rng=jax.random.PRNGKey(0), dropout=0.5, dropout_kind="x")

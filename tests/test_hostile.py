@@ -3,7 +3,7 @@ against clients out to exhaust it (issue 14). One test per threat, on 127.0.0.1
 only, each bounded in time: a stalled test is a failed one.
 
 The servers are `_faulty.HostileHandler` (picked by the model name in the URL)
-and `serve.make_server` around a stand-in model that records its batches.
+and `server_lib.make_server` around a stand-in model that records its batches.
 """
 
 import dataclasses
@@ -19,19 +19,20 @@ import numpy as np
 import pytest
 
 from fingerprinting import artifact
+from fingerprinting import fingerprint as fp_lib
 from fingerprinting import progress
-from fingerprinting import remote
-from fingerprinting import serve
 from fingerprinting import stats
 from fingerprinting import suspects
-from fingerprinting import verify
+from fingerprinting.suspects import client as http_client
+from fingerprinting.suspects import protocols
+from fingerprinting.suspects import server as server_lib
 
 import _faulty
 from _cli import assert_one_line_error, run
 from _faulty import HostileHandler, start, url
 
 X = np.zeros((1, 2, 2, 1), np.uint8)  # one black input: the honest label is 0
-ONCE = remote.Options(timeout=2.0, retries=0)
+ONCE = http_client.Options(timeout=2.0, retries=0)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,12 @@ def ask(api: str, options=ONCE, num_classes=10) -> np.ndarray:
     return suspect.predict(X)
 
 
-# --- The verifier's side: the client in remote.py. ---
+# --- The verifier's side: the client in suspects/client.py. ---
 
 
 def test_timeout_bounds_the_whole_answer(hostile):
     """19 bytes over 3.8 s, each read well within the timeout: refused at 0.5 s."""
-    options = remote.Options(timeout=0.5, retries=0)
+    options = http_client.Options(timeout=0.5, retries=0)
     start_ = time.monotonic()
     with pytest.raises(suspects.SuspectError, match=r"timed out \(no whole answer within 0.5 s\)"):
         ask(url(hostile[0], "v1", "trickle"), options)
@@ -81,9 +82,13 @@ def test_answers_over_the_cap_are_refused(hostile, mode, match):
 
 
 def test_the_cap_grows_with_the_request():
-    assert remote.answer_cap(64, 10) < remote.answer_cap(64, 1000) == remote.answer_cap(64, None)
-    honest = json.dumps(remote.encode_v2_answer(np.full((64, 1000), 1 / 3, np.float32), "m"))
-    assert len(honest) < remote.answer_cap(64, 1000) < 64 * 1024 * 1024
+    assert (
+        http_client.answer_cap(64, 10)
+        < http_client.answer_cap(64, 1000)
+        == http_client.answer_cap(64, None)
+    )
+    honest = json.dumps(protocols.encode_v2_answer(np.full((64, 1000), 1 / 3, np.float32), "m"))
+    assert len(honest) < http_client.answer_cap(64, 1000) < 64 * 1024 * 1024
 
 
 def test_deep_json_is_the_suspects_error(hostile):
@@ -91,11 +96,11 @@ def test_deep_json_is_the_suspects_error(hostile):
         ask(url(hostile[0], "v1", "nested"))
     deep = {"outputs": [{"name": "y", "shape": [1], "data": json.loads("[" * 900 + "]" * 900)}]}
     with pytest.raises(suspects.SuspectError, match="does not hold 1 values"):
-        remote.decode_v2(deep, "s")
+        protocols.decode_v2(deep, "s")
 
 
 def test_retry_after_is_capped(hostile, logs):
-    options = remote.Options(timeout=2.0, retries=2, backoff=0.01, max_backoff=0.05)
+    options = http_client.Options(timeout=2.0, retries=2, backoff=0.01, max_backoff=0.05)
     start_ = time.monotonic()
     with pytest.raises(suspects.SuspectError, match="HTTP 503: busy after 3 tries"):
         ask(url(hostile[0], "v1", "busy"), options)
@@ -107,12 +112,12 @@ def test_retry_after_reads_digits_or_a_date():
     soon = email.utils.format_datetime(
         datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=30), usegmt=True
     )
-    assert remote.retry_after("120") == 120.0
-    assert 25 < remote.retry_after(soon) <= 30
-    assert remote.retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # past
+    assert http_client.retry_after("120") == 120.0
+    assert 25 < http_client.retry_after(soon) <= 30
+    assert http_client.retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # past
     for junk in ("²", "１２", "-5", "1e9", "soon", "", None, "9" * 400 + "x"):
-        assert remote.retry_after(junk) == 0.0, junk
-    assert remote.retry_after("9" * 400) == float("inf")  # then capped by max_backoff
+        assert http_client.retry_after(junk) == 0.0, junk
+    assert http_client.retry_after("9" * 400) == float("inf")  # then capped by max_backoff
 
 
 def test_echoed_text_is_escaped(hostile):
@@ -135,7 +140,7 @@ def test_a_secret_in_clear_text_is_warned_about(logs):
         ("http://localhost:8500/v1/models/m:predict", key, False),
     ):
         logs.clear()
-        suspects.load_suspect(api, http=remote.Options(headers=headers))  # V1: no request yet
+        suspects.load_suspect(api, http=http_client.Options(headers=headers))  # V1: no request yet
         assert bool(logs) == warned, (api, logs)
         assert all("use https" in line and _faulty.SECRET not in line for line in logs)
 
@@ -144,7 +149,7 @@ def test_v2_metadata_keeps_the_query_and_is_retried(hostile):
     base, srv = hostile
     api = f"{url(base, 'v2', 'keyed')}?key={_faulty.SECRET}"
     srv.seen.clear()
-    options = remote.Options(timeout=2.0, retries=1, backoff=0.01)
+    options = http_client.Options(timeout=2.0, retries=1, backoff=0.01)
     suspect = suspects.load_suspect(api, http=options)
     np.testing.assert_array_equal(suspect.predict(X), [0])  # the server wants "pixels"
     meta = f"/v2/models/keyed?key={_faulty.SECRET}"
@@ -199,9 +204,9 @@ def test_cli_refuses_levels_that_invert_the_verdict(fp_path):
         (None, 1.0, "--significance=1"),
     ):
         with pytest.raises(ValueError, match=match.replace("(", r"\(").replace(")", r"\)")):
-            verify.check_levels(theta, significance)
-    verify.check_levels(1.0, 0.5)
-    verify.check_levels(None, 1e-9)
+            fp_lib.check_levels(theta, significance)
+    fp_lib.check_levels(1.0, 0.5)
+    fp_lib.check_levels(None, 1e-9)
 
 
 # --- The server's side: `serve` against hostile clients. ---
@@ -220,7 +225,7 @@ class StandInModel:
         return np.zeros((len(x_NxHxWxC), self.num_classes), np.float32)
 
 
-LIMITS = serve.Limits(timeout=0.3, max_connections=3, max_inputs=10, batch_size=4)
+LIMITS = server_lib.Limits(timeout=0.3, max_connections=3, max_inputs=10, batch_size=4)
 
 
 @pytest.fixture
@@ -230,7 +235,7 @@ def serving():
 
     def start_(limits=LIMITS):
         model = StandInModel()
-        server = serve.make_server(model, name="m", answer="labels", limits=limits)
+        server = server_lib.make_server(model, name="m", answer="labels", limits=limits)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return model, server.server_address[1]
@@ -325,4 +330,4 @@ def test_malformed_requests_are_400s(serving):
 
 def test_bad_limits_are_refused():
     with pytest.raises(ValueError, match="max_inputs = 0 must be positive"):
-        serve.make_server(StandInModel(), limits=dataclasses.replace(LIMITS, max_inputs=0))
+        server_lib.make_server(StandInModel(), limits=dataclasses.replace(LIMITS, max_inputs=0))

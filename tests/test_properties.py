@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fingerprinting import artifact
-from fingerprinting import remote
 from fingerprinting import suspects
+from fingerprinting.suspects import protocols
 
 # The same examples on every run, so that the suite's verdict does not depend on
 # luck; HYPOTHESIS_EXPLORE=1 draws new ones (how the bool-shape bug was found).
@@ -186,13 +186,13 @@ def _labels_or_suspect_error(decode, answer, n=4, k=10):
 @SETTINGS
 @given(v1_answers)
 def test_v1_answers_give_labels_or_one_error(answer):
-    _labels_or_suspect_error(remote.decode_v1, answer)
+    _labels_or_suspect_error(protocols.decode_v1, answer)
 
 
 @SETTINGS
 @given(v2_answers)
 def test_v2_answers_give_labels_or_one_error(answer):
-    _labels_or_suspect_error(remote.decode_v2, answer)
+    _labels_or_suspect_error(protocols.decode_v2, answer)
 
 
 v1_requests = json_values | st.fixed_dictionaries({"instances": json_values | numbers})
@@ -215,7 +215,8 @@ v2_requests = json_values | st.fixed_dictionaries(
 
 @SETTINGS
 @given(
-    st.sampled_from([remote.parse_v1_request, remote.parse_v2_request]), v1_requests | v2_requests
+    st.sampled_from([protocols.parse_v1_request, protocols.parse_v2_request]),
+    v1_requests | v2_requests,
 )
 def test_requests_give_unit_pixels_or_one_error(parse, request):
     try:
@@ -240,16 +241,16 @@ def test_valid_messages_round_trip_exactly(x_and_labels):
     x, labels = x_and_labels
     through = lambda message: json.loads(json.dumps(message))
     for encode, parse in (
-        (remote.encode_v1, remote.parse_v1_request),
-        (remote.encode_v2, remote.parse_v2_request),
+        (protocols.encode_v1, protocols.parse_v1_request),
+        (protocols.encode_v2, protocols.parse_v2_request),
     ):
         np.testing.assert_array_equal(parse(through(encode(x))), x.astype(np.float32) / 255.0)
     scores = np.eye(10, dtype=np.float32)[labels]
     for answer, decode in (
-        (remote.encode_v1_answer(labels), remote.decode_v1),
-        (remote.encode_v2_answer(labels, "m"), remote.decode_v2),
-        (remote.encode_v1_answer(scores), remote.decode_v1),
-        (remote.encode_v2_answer(scores, "m"), remote.decode_v2),
+        (protocols.encode_v1_answer(labels), protocols.decode_v1),
+        (protocols.encode_v2_answer(labels, "m"), protocols.decode_v2),
+        (protocols.encode_v1_answer(scores), protocols.decode_v1),
+        (protocols.encode_v2_answer(scores, "m"), protocols.decode_v2),
     ):
         got = suspects.answers_to_labels(decode(through(answer), "api"), len(labels), 10, "api")
         np.testing.assert_array_equal(got, labels)

@@ -15,9 +15,10 @@ import pytest
 
 from fingerprinting import artifact
 from fingerprinting import fingerprint as fp_lib
-from fingerprinting import remote
 from fingerprinting import stats
 from fingerprinting import suspects
+from fingerprinting.suspects import client as http_client
+from fingerprinting.suspects import protocols
 
 import _faulty
 from _cli import assert_one_line_error, run
@@ -25,7 +26,7 @@ from _faulty import free_port, pixel_label, start, url
 
 # Retries without waiting. The timeout is generous: tests count requests, and on
 # a loaded machine a short one turns a slow answer into a retry.
-FAST = remote.Options(timeout=10.0, retries=2, backoff=0.01)
+FAST = http_client.Options(timeout=10.0, retries=2, backoff=0.01)
 
 
 @pytest.mark.parametrize(
@@ -40,32 +41,34 @@ FAST = remote.Options(timeout=10.0, retries=2, backoff=0.01)
     ],
 )
 def test_parse_path(path, want):
-    assert remote.parse_path(path) == want
+    assert protocols.parse_path(path) == want
 
 
 def test_codecs_round_trip():
     x = np.random.default_rng(0).integers(0, 256, (3, 4, 4, 2), dtype=np.uint8)
-    np.testing.assert_allclose(remote.parse_v1_request(remote.encode_v1(x)), x / 255.0)
+    np.testing.assert_allclose(protocols.parse_v1_request(protocols.encode_v1(x)), x / 255.0)
     np.testing.assert_allclose(
-        remote.parse_v1_request(remote.encode_v1(x.astype(np.float32) / 255)), x / 255.0, atol=1e-7
+        protocols.parse_v1_request(protocols.encode_v1(x.astype(np.float32) / 255)),
+        x / 255.0,
+        atol=1e-7,
     )
-    request = json.loads(json.dumps(remote.encode_v2(x, "pixels", "label")))
+    request = json.loads(json.dumps(protocols.encode_v2(x, "pixels", "label")))
     assert request["inputs"][0]["datatype"] == "UINT8" and request["outputs"] == [{"name": "label"}]
-    np.testing.assert_allclose(remote.parse_v2_request(request), x / 255.0)
-    f = remote.encode_v2(x.astype(np.float32) / 255)
+    np.testing.assert_allclose(protocols.parse_v2_request(request), x / 255.0)
+    f = protocols.encode_v2(x.astype(np.float32) / 255)
     assert f["inputs"][0]["datatype"] == "FP32"
-    np.testing.assert_allclose(remote.parse_v2_request(f), x / 255.0, atol=1e-7)
+    np.testing.assert_allclose(protocols.parse_v2_request(f), x / 255.0, atol=1e-7)
     scores = np.array([[0.1, 0.9], [0.7, 0.3]], np.float32)
     labels = np.array([1, 0])
     for out in (scores, labels):
-        v1 = json.loads(json.dumps(remote.encode_v1_answer(out)))
-        np.testing.assert_allclose(remote.decode_v1(v1, "s"), out)
-        v2 = json.loads(json.dumps(remote.encode_v2_answer(out, "m")))
-        np.testing.assert_allclose(remote.decode_v2(v2, "s"), out)
+        v1 = json.loads(json.dumps(protocols.encode_v1_answer(out)))
+        np.testing.assert_allclose(protocols.decode_v1(v1, "s"), out)
+        v2 = json.loads(json.dumps(protocols.encode_v2_answer(out, "m")))
+        np.testing.assert_allclose(protocols.decode_v2(v2, "s"), out)
     nested = {
         "outputs": [{"name": "y", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2], [3, 4]]}]
     }
-    assert remote.decode_v2(nested, "s").shape == (2, 2)
+    assert protocols.decode_v2(nested, "s").shape == (2, 2)
 
 
 @pytest.mark.parametrize(
@@ -80,32 +83,32 @@ def test_codecs_round_trip():
 )
 def test_malformed_v2_answers(answer, match):
     with pytest.raises(suspects.SuspectError, match=match):
-        remote.decode_v2(answer, "s")
+        protocols.decode_v2(answer, "s")
     with pytest.raises(suspects.SuspectError, match='no "predictions"'):
-        remote.decode_v1([1, 2], "s")
+        protocols.decode_v1([1, 2], "s")
 
 
 @pytest.mark.parametrize(
     "parse,request_,match",
     [
-        (remote.parse_v1_request, {"inputs": [[1]]}, "instances"),
-        (remote.parse_v1_request, {"instances": [[0, 300]]}, "0..255"),
-        (remote.parse_v1_request, {"instances": [[0.5, 1.5]]}, r"\[0, 1\]"),
-        (remote.parse_v1_request, {"instances": [[1, 2], [3]]}, "different shapes"),
-        (remote.parse_v1_request, {"instances": [["a"]]}, "not numbers"),
-        (remote.parse_v2_request, {"inputs": []}, "one tensor"),
+        (protocols.parse_v1_request, {"inputs": [[1]]}, "instances"),
+        (protocols.parse_v1_request, {"instances": [[0, 300]]}, "0..255"),
+        (protocols.parse_v1_request, {"instances": [[0.5, 1.5]]}, r"\[0, 1\]"),
+        (protocols.parse_v1_request, {"instances": [[1, 2], [3]]}, "different shapes"),
+        (protocols.parse_v1_request, {"instances": [["a"]]}, "not numbers"),
+        (protocols.parse_v2_request, {"inputs": []}, "one tensor"),
         (
-            remote.parse_v2_request,
+            protocols.parse_v2_request,
             {"inputs": [{"name": "x", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]},
             "datatype",
         ),
         (
-            remote.parse_v2_request,
+            protocols.parse_v2_request,
             {"inputs": [{"name": "x", "shape": [3], "datatype": "UINT8", "data": [1, 2]}]},
             "do not fill",
         ),
         (  # JSON's false is a Python bool, which is an int (found by hypothesis)
-            remote.parse_v2_request,
+            protocols.parse_v2_request,
             {"inputs": [{"name": "", "shape": [False], "datatype": "UINT8", "data": []}]},
             "no valid shape",
         ),
@@ -147,7 +150,7 @@ def fp():
     )
 
 
-@pytest.mark.parametrize("protocol", remote.PROTOCOLS)
+@pytest.mark.parametrize("protocol", protocols.PROTOCOLS)
 @pytest.mark.parametrize("pixels", suspects.PIXELS)
 def test_honest_server_verifies_through_the_shuffle(server, fp, protocol, pixels):
     suspect = suspects.load_suspect(
@@ -180,7 +183,7 @@ def test_transient_failure_is_retried(server, fp):
     ],
 )
 def test_faults_raise_one_clear_error(server, fp, protocol, mode, match):
-    options = remote.Options(timeout=0.3, retries=1 if mode == "slow" else 2, backoff=0.01)
+    options = http_client.Options(timeout=0.3, retries=1 if mode == "slow" else 2, backoff=0.01)
     suspect = suspects.load_suspect(url(server[0], protocol, mode), batch_size=48, http=options)
     with pytest.raises(suspects.SuspectError, match=match) as e:
         fp_lib.verify_suspect(fp, suspect)
@@ -204,7 +207,7 @@ def test_refused_connection(fp):
 
 
 def test_rate_limit_spaces_requests(server, fp):
-    options = remote.Options(timeout=2, rate_limit=20.0)
+    options = http_client.Options(timeout=2, rate_limit=20.0)
     suspect = suspects.load_suspect(url(server[0], "v1", "honest"), batch_size=12, http=options)
     start = time.monotonic()
     res = fp_lib.verify_suspect(fp, suspect)
@@ -214,10 +217,10 @@ def test_rate_limit_spaces_requests(server, fp):
 @pytest.mark.parametrize(
     "options,match",
     [
-        (remote.Options(timeout=0), "timeout = 0"),
-        (remote.Options(retries=-1), "retries = -1"),
-        (remote.Options(rate_limit=-2), "rate_limit = -2"),
-        (remote.Options(protocol="grpc"), "unknown protocol"),
+        (http_client.Options(timeout=0), "timeout = 0"),
+        (http_client.Options(retries=-1), "retries = -1"),
+        (http_client.Options(rate_limit=-2), "rate_limit = -2"),
+        (http_client.Options(protocol="grpc"), "unknown protocol"),
     ],
 )
 def test_bad_options(options, match):

@@ -14,13 +14,13 @@ from fingerprinting import artifact
 from fingerprinting import config as config_lib
 from fingerprinting import data as data_lib
 from fingerprinting import ensemble
-from fingerprinting import evaluation
+from fingerprinting import harness
 from fingerprinting import files
 from fingerprinting import labels as labels_lib
 from fingerprinting import models
 from fingerprinting import removal
 from fingerprinting import suspects
-from fingerprinting import training
+from fingerprinting import fit
 from fingerprinting import zoo as zoo_lib
 
 
@@ -45,7 +45,7 @@ def digits():
 
 def _source(arch, x, y):
     model = models.get_model(arch, 10)
-    variables = training.train_group(
+    variables = fit.train_group(
         model,
         x,
         labels_lib.one_hot(y, 10),
@@ -89,7 +89,7 @@ def recorded(monkeypatch):
         draw = np.random.default_rng(len(calls)).normal
         return jax.tree.map(lambda s: draw(0, 0.1, s.shape).astype(s.dtype), shapes)
 
-    monkeypatch.setattr(training, "train_group", fake_train_group)
+    monkeypatch.setattr(fit, "train_group", fake_train_group)
     return calls
 
 
@@ -205,7 +205,7 @@ def test_noise_labels_are_distributions(mlp_source, adversary, recorded):
 def test_true_labels_with_rho_one_is_training_on_ground_truth(mlp_source, adversary):
     cfg = _cfg(truth_shares="1.0")
     stolen = removal.true_labels(mlp_source, adversary, cfg)
-    truth = training.train_group(
+    truth = fit.train_group(
         mlp_source.group.model,
         adversary.x,
         labels_lib.one_hot(adversary.y, 10),
@@ -294,7 +294,7 @@ def test_bad_attack_fails_before_any_work(tmp_path):
     c = config_lib.base()
     c.removal.attacks = "ftll,finetune_everything"
     with pytest.raises(removal.RemovalConfigError, match="finetune_everything"):
-        evaluation.run_evaluate(c, str(tmp_path / "wd"))
+        harness.run_evaluate(c, str(tmp_path / "wd"))
     assert not (tmp_path / "wd").exists()
 
 
@@ -339,7 +339,7 @@ def _fingerprint(zoo):
 def test_workdir_keeps_attacks_resumes_and_refuses_stale_ones(zoo, monkeypatch):
     config, fp = zoo.config, _fingerprint(zoo)
     path = os.path.join(zoo.workdir, "metrics.jsonl")
-    rows = evaluation.run_removal(zoo, fp, config, [], path)
+    rows = harness.run_removal(zoo, fp, config, [], path)
     assert [r["name"] for r in rows] == [f"attack-prune/{m}" for m in range(2)] + [
         "attack-quantize/0"
     ]
@@ -356,12 +356,12 @@ def test_workdir_keeps_attacks_resumes_and_refuses_stale_ones(zoo, monkeypatch):
     monkeypatch.setitem(
         removal.ATTACKS, "prune", removal.Attack(no_training, "x", ("prune_sparsities",))
     )
-    assert evaluation.run_removal(zoo, fp, config, rows, path) == rows
+    assert harness.run_removal(zoo, fp, config, rows, path) == rows
     # Rows lost (a kill between the group and its rows) come back from the group.
-    again = evaluation.run_removal(zoo, fp, config, rows[2:], path)
+    again = harness.run_removal(zoo, fp, config, rows[2:], path)
     assert sorted(r["name"] for r in again) == sorted(r["name"] for r in rows)
 
     stale = ml_collections.ConfigDict(config.to_dict())
     stale.removal.prune_sparsities = "0.1"
     with pytest.raises(removal.StaleAttackError, match="prune_sparsities"):
-        evaluation.run_removal(zoo, fp, stale, rows, path)
+        harness.run_removal(zoo, fp, stale, rows, path)

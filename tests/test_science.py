@@ -1,10 +1,10 @@
-"""Table 1's figures (`evaluation.score_method`) and the paper's accuracy band,
+"""Table 1's figures (`harness.score_method`) and the paper's accuracy band,
 on label matrices written by hand."""
 
 import numpy as np
 import pytest
 
-from fingerprinting import evaluation
+from fingerprinting import harness
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import report
 
@@ -50,7 +50,7 @@ def hand_labels(monkeypatch):
 
 def test_score_method_gives_table_1_on_the_successful_examples(hand_labels):
     x = np.zeros((5, 2, 2, 1), np.uint8)
-    row = evaluation.score_method(_Zoo(), x, TRUTH)
+    row = harness.score_method(_Zoo(), x, TRUTH)
     assert row["success_rate"] == pytest.approx(3 / 5)
     # Over the adversarial examples 0, 2, 4 only:
     # transferability to references (Eq. 9): (1/2 + 0 + 1/2) / 3;
@@ -63,7 +63,7 @@ def test_score_method_gives_table_1_on_the_successful_examples(hand_labels):
 
 def test_score_method_without_a_successful_example(hand_labels):
     x = np.zeros((5, 2, 2, 1), np.uint8)
-    row = evaluation.score_method(_Zoo(), x, KEYS)  # the truth is the source's labels
+    row = harness.score_method(_Zoo(), x, KEYS)  # the truth is the source's labels
     assert row["success_rate"] == 0.0
     assert row["transferability"] == row["conferrability"] == row["surrogate_transfer"] == 0.0
     assert row["per_example_conferrability"] == []

@@ -11,7 +11,7 @@ fingerprint must hold only inputs on which the source is wrong.
 import numpy as np
 
 from configs import digits
-from fingerprinting import evaluation
+from fingerprinting import harness
 from fingerprinting import pipeline
 
 
@@ -40,7 +40,7 @@ def test_fingerprint_separates_surrogates_from_references(tmp_path):
     fp = pipeline.run_extract(config, str(tmp_path), zoo=zoo)
     assert len(fp) >= 10
     assert np.all(fp.keys != fp.truth)  # conferrable examples are adversarial for the source
-    rows = evaluation.verify_zoo(zoo, fp, config)
+    rows = harness.verify_zoo(zoo, fp, config)
     acc = lambda kinds: [r["fingerprint_accuracy"] for r in rows if r["kind"] in kinds]
     derived = acc(("testing_surrogate", "label_only_surrogate"))
     independent = acc(("testing_reference", "calibration_reference"))

@@ -19,9 +19,9 @@ from fingerprinting import artifact
 from fingerprinting import config as config_lib
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import pipeline
-from fingerprinting import serve
 from fingerprinting import stats
 from fingerprinting import suspects
+from fingerprinting.suspects import server as server_lib
 
 from _cli import ROOT, run
 
@@ -162,9 +162,9 @@ def test_cli_verifies_over_http(workdir, served):
 def labels_server(workdir):
     """The same model in-process, answering labels only."""
     model = suspects.load_checkpoint(f"{workdir}/models/{GROUP}/0")
-    server = serve.make_server(model, name="m", answer="labels")
+    server = server_lib.make_server(model, name="m", answer="labels")
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield model, serve.urls(server, "m")
+    yield model, server_lib.urls(server, "m")
     server.shutdown()
     server.server_close()
 

@@ -81,13 +81,13 @@ def _training_steps(results: dict) -> None:
 
     from fingerprinting import config
     from fingerprinting import models
-    from fingerprinting import training
+    from fingerprinting import fit
 
     cfg = config.base().train
     model = models.get_model("cnn_small", 10)
-    tx = training.make_optimizer(cfg, 3, 1)
-    state = training.init_state(model, tx, jax.random.PRNGKey(0), 4, SHAPE)
-    step = jax.jit(training.make_vec_train_step(model, tx, cfg), donate_argnums=(0,))
+    tx = fit.make_optimizer(cfg, 3, 1)
+    state = fit.init_state(model, tx, jax.random.PRNGKey(0), 4, SHAPE)
+    step = jax.jit(fit.make_vec_train_step(model, tx, cfg), donate_argnums=(0,))
     xs = jax.random.uniform(jax.random.PRNGKey(1), (4, 8, *SHAPE))
     ts = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(6), (4, 8), 0, 10), 10)
     keys = jax.random.split(jax.random.PRNGKey(2), 4)
@@ -103,26 +103,26 @@ def _train_group(results: dict) -> None:
 
     from fingerprinting import config
     from fingerprinting import models
-    from fingerprinting import training
+    from fingerprinting import fit
 
     cfg = config.base().train
     cfg.update(batch_size=8, chunk_steps=2)
     x = jax.random.uniform(jax.random.PRNGKey(3), (24, *SHAPE))
     t = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(4), (24,), 0, 10), 10)
     model = models.get_model("cnn_medium", 10)
-    chunks, make = [], training.make_chunk_fn
+    chunks, make = [], fit.make_chunk_fn
 
     def recording(*args, **kwargs):
         chunks.append(make(*args, **kwargs))
         return chunks[-1]
 
-    training.make_chunk_fn = recording
+    fit.make_chunk_fn = recording
     try:
-        variables = training.train_group(
+        variables = fit.train_group(
             model, x, t, size=4, cfg=cfg, epochs=1, rng=jax.random.PRNGKey(5)
         )
     finally:
-        training.make_chunk_fn = make
+        fit.make_chunk_fn = make
     results["train_compiles"] = chunks[0].jitted._cache_size()
     results["train"] = sharding.to_host(variables)
     results["train_spec"] = tuple(

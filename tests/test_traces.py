@@ -17,7 +17,7 @@ from fingerprinting import config
 from fingerprinting import ensemble
 from fingerprinting import fingerprint
 from fingerprinting import models
-from fingerprinting import training
+from fingerprinting import fit
 from fingerprinting import zoo
 
 SHAPE = (8, 8, 1)
@@ -46,7 +46,7 @@ def test_training_traces_its_step_once(monkeypatch, loop):
     x = jax.random.uniform(jax.random.PRNGKey(0), (30, *SHAPE))
     t = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(1), (30,), 0, 10), 10)
     # 4 steps an epoch in 2 chunks, 2 epochs: 4 chunks, 8 steps, one trace.
-    variables = training.train_group(
+    variables = fit.train_group(
         models.get_model("cnn_small", 10),
         x,
         t,
@@ -94,10 +94,8 @@ def test_cbim_traces_once_and_stays_on_device(monkeypatch, loop):
 def test_a_group_labels_a_fingerprint_in_one_call(monkeypatch):
     _traced_at_most_once(monkeypatch, ensemble, "map_members")
     calls = []
-    jitted = training._logits_chunk
-    monkeypatch.setattr(
-        training, "_logits_chunk", lambda *a, **k: calls.append(1) or jitted(*a, **k)
-    )
+    jitted = fit._logits_chunk
+    monkeypatch.setattr(fit, "_logits_chunk", lambda *a, **k: calls.append(1) or jitted(*a, **k))
     model = models.get_model("cnn_medium", 10)
     variables = ensemble.init_members(model, jax.random.PRNGKey(0), 5, (9, 9, 1))
     trained = zoo.TrainedGroup(
@@ -110,6 +108,6 @@ def test_a_group_labels_a_fingerprint_in_one_call(monkeypatch):
     # Longer inputs go in equal, padded batches: one compiled shape for all.
     chex.clear_trace_counter()
     calls.clear()
-    logits = training.predict_logits(model, variables, x, batch_size=20)
+    logits = fit.predict_logits(model, variables, x, batch_size=20)
     assert len(calls) == 3 and logits.shape == (5, 50, 10)
     np.testing.assert_array_equal(logits.argmax(-1), labels)

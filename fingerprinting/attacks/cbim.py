@@ -26,13 +26,68 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from fingerprinting import ensemble
 from fingerprinting import errors
 from fingerprinting.attacks.gradient import descent_step
 from fingerprinting.attacks.gradient import sign_gradient_descent
 
 LOSSES = ("linear", "three_term")
 _EPS = 1e-12
+
+
+def member_keep_mask(rng, num: int, rate: float) -> jnp.ndarray:
+    """Whole-member dropout: keeps each member with probability 1 - rate and
+    always at least one, so the renormalized mean is defined."""
+    if rate <= 0.0 or rng is None:
+        return jnp.ones((num,), jnp.float32)
+    k1, k2 = jax.random.split(rng)
+    keep = jax.random.bernoulli(k1, 1.0 - rate, (num,))
+    fallback = jax.nn.one_hot(jax.random.randint(k2, (), 0, num), num) > 0
+    keep = jnp.where(keep.any(), keep, fallback)
+    return keep.astype(jnp.float32)
+
+
+def masked_mean(probs_MxBxK, keep_M):
+    """Mean over the kept members (Eq. 11-12 under member dropout)."""
+    w = keep_M / keep_M.sum()
+    return jnp.einsum("m,mbk->bk", w, probs_MxBxK)
+
+
+def compose(
+    surr_probs_MxBxK,
+    ref_probs_MxBxK,
+    *,
+    rng=None,
+    dropout: float = 0.0,
+    dropout_kind: str = "member",
+    keep_source: bool = False,
+):
+    """Compose(M, S, R) of Section 4.4: (Surr, Ref, M_E), each [B, K].
+
+    surr_probs holds the source and the surrogates (S_M), ref_probs the
+    references. Dropout 'member' drops whole models and renormalizes the means;
+    'output' drops entries of the ensemble's output vector (Keras-style dropout
+    before the output, scaled by 1/(1-rate)). With `keep_source` member dropout
+    never drops member 0 of the surrogate side, the source: the keys are its
+    labels, so every step should push towards what it answers.
+    """
+    ks, kr, ko = jax.random.split(rng, 3) if rng is not None else (None,) * 3
+    if dropout_kind == "member" and dropout > 0:
+        keep = member_keep_mask(ks, surr_probs_MxBxK.shape[0], dropout)
+        if keep_source:
+            keep = keep.at[0].set(1.0)
+        surr = masked_mean(surr_probs_MxBxK, keep)
+        ref = masked_mean(ref_probs_MxBxK, member_keep_mask(kr, ref_probs_MxBxK.shape[0], dropout))
+    else:
+        surr, ref = surr_probs_MxBxK.mean(0), ref_probs_MxBxK.mean(0)
+    m_e = (1.0 - ref) * surr  # Eq. 13
+    if dropout_kind == "output" and dropout > 0 and ko is not None:
+        keep = jax.random.bernoulli(ko, 1.0 - dropout, m_e.shape)
+        m_e = jnp.where(keep, m_e / (1.0 - dropout), 0.0)
+    elif dropout_kind not in ("member", "output"):
+        raise errors.ConfigError(
+            f"unknown ensemble dropout kind {dropout_kind!r}; expected 'member' or 'output'"
+        )
+    return surr, ref, m_e
 
 
 def best_wrong_class(scores_BxK, y_B):
@@ -108,7 +163,7 @@ def cbim_loss(
             key, k_input = jax.random.split(key)
             x = diversify(x, k_input, shift=shift, noise=noise)
         surr_probs, ref_probs = probs_fn(x)
-        surr, ref, m_e = ensemble.compose(
+        surr, ref, m_e = compose(
             surr_probs,
             ref_probs,
             rng=key,

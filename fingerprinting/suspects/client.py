@@ -1,25 +1,14 @@
-"""Prediction APIs over HTTP: the two protocols model servers speak, both sides.
+"""The HTTP client: prediction APIs queried as a careful verifier would, of a
+server the thief controls.
 
-- V1, TF-Serving REST and KServe V1: `POST .../v1/models/NAME[/versions/V]:predict`
-  with `{"instances": [...]}`, answered by `{"predictions": [...]}`.
-- V2, the Open Inference Protocol (KServe V2, Triton, MLServer):
-  `POST .../v2/models/NAME[/versions/V]/infer` with `{"inputs": [{"name",
-  "shape", "datatype", "data"}]}`, answered by `{"outputs": [...]}` alike.
-
-Images travel as NHWC pixels: integers are 8-bit pixels (0..255), floats lie
-in [0, 1]. Answers may be labels [N] or scores [N, K].
-
-The client queries as a careful verifier would, of a server the thief
-controls: batches over one kept-alive connection, a timeout on every whole
+Batches go over one kept-alive connection, with a timeout on every whole
 request (a server trickling bytes cannot stall it), a cap on the size of
 each answer derived from its request, bounded retries with exponential
 back-off (capped, whatever `Retry-After` asks) after refused connections,
 timeouts, HTTP 429 and 5xx, and a limit on requests per second. Any failure
-raises `suspects.SuspectError` with one line naming it, and text echoed from
-the server has its non-printable characters escaped; answers are used only
-when every request succeeded. The
-codecs serve both sides: `serve.py` decodes requests and encodes answers with
-them. Standard library only.
+raises `SuspectError` with one line naming it, and text echoed from the
+server has its non-printable characters escaped; answers are used only when
+every request succeeded. Standard library only.
 """
 
 from __future__ import annotations
@@ -41,157 +30,18 @@ import urllib.parse
 import numpy as np
 
 from fingerprinting import progress
-from fingerprinting import suspects
+from fingerprinting.suspects.base import Suspect
+from fingerprinting.suspects.base import SuspectError
+from fingerprinting.suspects.base import printable
+from fingerprinting.suspects.base import to_pixels
+from fingerprinting.suspects.protocols import PROTOCOLS
+from fingerprinting.suspects.protocols import decode_v1
+from fingerprinting.suspects.protocols import decode_v2
+from fingerprinting.suspects.protocols import encode_v1
+from fingerprinting.suspects.protocols import encode_v2
+from fingerprinting.suspects.protocols import parse_path
 
-PROTOCOLS = ("v1", "v2")
-_PATHS = {
-    "v1": re.compile(r"/v1/models/(?P<name>[^/:]+)(/versions/[^/:]+)?:predict$"),
-    "v2": re.compile(r"/v2/models/(?P<name>[^/]+)(/versions/[^/]+)?/infer$"),
-}
 RETRIED_STATUS = (429, 500, 502, 503, 504)  # the server may recover; others will not
-_INTEGER_TYPES = ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
-_FLOAT_TYPES = ("FP16", "FP32", "FP64")
-
-
-def parse_path(path: str) -> tuple[str, str] | None:
-    """(protocol, model name) of a prediction path, or None."""
-    for protocol, pattern in _PATHS.items():
-        m = pattern.search(path)
-        if m:
-            return protocol, m.group("name")
-    return None
-
-
-# --- The codecs. Client side: encode_* a batch, decode_* the answer. ---
-
-
-def encode_v1(x_NxHxWxC: np.ndarray) -> dict:
-    return {"instances": x_NxHxWxC.tolist()}
-
-
-def encode_v2(x_NxHxWxC: np.ndarray, input_name: str = "input", output_name=None) -> dict:
-    request = {
-        "inputs": [
-            {
-                "name": input_name,
-                "shape": list(x_NxHxWxC.shape),
-                "datatype": "UINT8" if x_NxHxWxC.dtype == np.uint8 else "FP32",
-                "data": x_NxHxWxC.ravel().tolist(),
-            }
-        ]
-    }
-    if output_name:
-        request["outputs"] = [{"name": output_name}]
-    return request
-
-
-def _malformed(name: str, what: str) -> suspects.SuspectError:
-    return suspects.SuspectError(f"{name}: malformed answer ({what})")
-
-
-def decode_v1(answer, name: str):
-    if not isinstance(answer, dict) or "predictions" not in answer:
-        raise _malformed(name, 'no "predictions" in the JSON object')
-    return answer["predictions"]
-
-
-def _is_shape(shape) -> bool:
-    """A V2 tensor shape: a list of non-negative integers (JSON's true and false
-    are Python ints too, and are not dimensions)."""
-    return isinstance(shape, list) and all(type(s) is int and s >= 0 for s in shape)
-
-
-def decode_v2(answer, name: str) -> np.ndarray:
-    """The first output, shaped as it says: labels [N] (or [N, 1]) or scores [N, K]."""
-    outputs = answer.get("outputs") if isinstance(answer, dict) else None
-    if not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], dict):
-        raise _malformed(name, 'no "outputs" list in the JSON object')
-    out = outputs[0]
-    shape, data = out.get("shape"), out.get("data")
-    output = suspects.printable(repr(out.get("name")), 60)  # the server's text
-    if not _is_shape(shape):
-        raise _malformed(name, f"output {output} has no valid shape")
-    try:
-        a = np.asarray(data)
-        if a.dtype == object or a.size != math.prod(shape):
-            raise ValueError
-        return a.reshape(shape)
-    except (ValueError, RecursionError, MemoryError):
-        raise _malformed(name, f"output {output} does not hold {math.prod(shape)} values") from None
-
-
-# --- Server side: requests to float pixels in [0, 1], answers to JSON. ---
-
-
-def _unit_pixels(a: np.ndarray, integer: bool) -> np.ndarray:
-    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
-        raise ValueError("pixels are not numbers")
-    if integer:
-        if a.size and (a.min() < 0 or a.max() > 255):
-            raise ValueError("integer pixels must lie in 0..255")
-        return a.astype(np.float32) / 255.0
-    if a.size and not (np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= 1):
-        raise ValueError("float pixels must lie in [0, 1]")
-    return a.astype(np.float32)
-
-
-def _check_count(n: int, max_inputs: int | None) -> None:
-    """Counted before any array is built: a huge request is refused, not run."""
-    if max_inputs is not None and n > max_inputs:
-        raise ValueError(f"{n} inputs in one request; this server takes at most {max_inputs}")
-
-
-def parse_v1_request(request, max_inputs: int | None = None) -> np.ndarray:
-    if not isinstance(request, dict) or not isinstance(request.get("instances"), list):
-        raise ValueError('expected a JSON object with an "instances" list')
-    _check_count(len(request["instances"]), max_inputs)
-    try:
-        a = np.asarray(request["instances"])
-    except ValueError:
-        raise ValueError("instances of different shapes") from None
-    return _unit_pixels(a, np.issubdtype(a.dtype, np.integer))
-
-
-def parse_v2_request(request, max_inputs: int | None = None) -> np.ndarray:
-    inputs = request.get("inputs") if isinstance(request, dict) else None
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise ValueError('expected a JSON object with one tensor in "inputs"')
-    tensor = inputs[0]
-    datatype, shape = tensor.get("datatype"), tensor.get("shape")
-    if datatype not in _INTEGER_TYPES + _FLOAT_TYPES:
-        raise ValueError(f"unsupported datatype {datatype!r}")
-    if not _is_shape(shape):
-        raise ValueError("the input has no valid shape")
-    _check_count(shape[0] if shape else 1, max_inputs)
-    try:
-        a = np.asarray(tensor.get("data")).reshape(shape)
-    except (ValueError, TypeError):
-        raise ValueError(f"the data do not fill shape {shape}") from None
-    return _unit_pixels(a, datatype in _INTEGER_TYPES)
-
-
-def encode_v1_answer(out: np.ndarray) -> dict:
-    return {"predictions": out.tolist()}
-
-
-def encode_v2_answer(out: np.ndarray, model_name: str) -> dict:
-    scores = out.ndim == 2
-    return {
-        "model_name": model_name,
-        "outputs": [
-            {
-                "name": "probabilities" if scores else "label",
-                "shape": list(out.shape),
-                "datatype": "FP32" if scores else "INT64",
-                "data": out.ravel().tolist(),
-            }
-        ],
-    }
-
-
-# --- The client. ---
-
-
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 META_BYTES = 1 << 20  # cap on a V2 metadata answer
 
@@ -236,14 +86,12 @@ def parse_header(text: str, environ=None) -> tuple[str, str]:
     name, colon, value = text.partition(":")
     name = name.strip()
     if not colon:  # the text may be the secret itself: not repeated
-        raise suspects.SuspectError("an HTTP header must be given as 'Name: value'")
+        raise SuspectError("an HTTP header must be given as 'Name: value'")
 
     def lookup(m):
         var = m.group(1) or m.group(2)
         if var not in environ:
-            raise suspects.SuspectError(
-                f"HTTP header {name}: environment variable {var} is not set"
-            )
+            raise SuspectError(f"HTTP header {name}: environment variable {var} is not set")
         return environ[var]
 
     return name, re.sub(r"\$\{(\w+)\}|\$(\w+)", lookup, value.strip())
@@ -271,14 +119,14 @@ class Options:
         ]
         for field, ok in checks:
             if not ok:
-                raise suspects.SuspectError(f"{field} = {getattr(self, field)!r} is out of range")
+                raise SuspectError(f"{field} = {getattr(self, field)!r} is out of range")
         for name, value in self.headers:
             if not _HEADER_NAME.fullmatch(name):
-                raise suspects.SuspectError(f"HTTP header name {name[:40]!r} is not a valid name")
+                raise SuspectError(f"HTTP header name {name[:40]!r} is not a valid name")
             if any(c in value for c in "\r\n\0"):  # header injection
-                raise suspects.SuspectError(f"HTTP header {name}: not a valid header value")
+                raise SuspectError(f"HTTP header {name}: not a valid header value")
         if self.protocol not in ("auto",) + PROTOCOLS:
-            raise suspects.SuspectError(
+            raise SuspectError(
                 f"unknown protocol {self.protocol!r}; expected auto, {' or '.join(PROTOCOLS)}"
             )
 
@@ -318,7 +166,7 @@ class AnswerTooLarge(Exception):
     """An answer over the cap of its request: an error, never retried."""
 
 
-class HTTPStatusError(suspects.SuspectError):
+class HTTPStatusError(SuspectError):
     """A status a retry will not change (404, 401, ...)."""
 
     def __init__(self, url: str, what: str):
@@ -335,7 +183,7 @@ class Client:
     def __init__(self, url: str, options: Options, counters: dict):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise suspects.SuspectError(f"{url}: not an http(s) URL")
+            raise SuspectError(f"{url}: not an http(s) URL")
         self.url, self.options, self.counters = url, options, counters
         self.scheme, self.netloc = parts.scheme, parts.netloc
         self.query = f"?{parts.query}" if parts.query else ""  # may carry an API key
@@ -420,13 +268,13 @@ class Client:
             what = f"timed out (no whole answer within {self.options.timeout:g} s)"
             return None, (what, None, 0.0)
         except AnswerTooLarge as e:
-            raise suspects.SuspectError(f"{self.url}: answer too large ({e})") from None
+            raise SuspectError(f"{self.url}: answer too large ({e})") from None
         except (OSError, http.client.HTTPException) as e:
-            what = suspects.printable(f"{type(e).__name__}: {e}")
+            what = printable(f"{type(e).__name__}: {e}")
             return None, (f"connection failed ({what})", None, 0.0)
         if status == 200:
             return data, None
-        text = suspects.printable(" ".join(data.decode("utf-8", "replace").split()))
+        text = printable(" ".join(data.decode("utf-8", "replace").split()))
         what = f"HTTP {status}{': ' + text if text else ''}"
         return None, (what, status, retry_after(wait_header))
 
@@ -447,7 +295,7 @@ class Client:
                 progress.log(f"{self.url}: {what}; retry {attempt + 1}/{tries - 1} in {wait:g} s")
                 time.sleep(wait)
                 self.counters["retries"] += 1
-        raise suspects.SuspectError(f"{self.url}: {what} after {tries} tries")
+        raise SuspectError(f"{self.url}: {what} after {tries} tries")
 
     def post(self, payload, max_bytes: int):
         """The JSON answer to one POST of `payload`."""
@@ -461,11 +309,11 @@ def parse_json(data: bytes, context: str):
     try:
         return json.loads(data)
     except ValueError as e:
-        raise suspects.SuspectError(f"{context} ({suspects.printable(str(e))})") from None
+        raise SuspectError(f"{context} ({printable(str(e))})") from None
     except RecursionError:
-        raise suspects.SuspectError(f"{context} (nested too deeply)") from None
+        raise SuspectError(f"{context} (nested too deeply)") from None
     except MemoryError:
-        raise suspects.SuspectError(f"{context} (too large to decode)") from None
+        raise SuspectError(f"{context} (too large to decode)") from None
 
 
 def v2_tensor_names(client: Client) -> tuple[str, str | None]:
@@ -482,7 +330,7 @@ def v2_tensor_names(client: Client) -> tuple[str, str | None]:
     try:
         meta = parse_json(data, "malformed JSON")
         names = meta["inputs"][0]["name"], meta["outputs"][0]["name"]
-    except (suspects.SuspectError, TypeError, KeyError, IndexError):
+    except (SuspectError, TypeError, KeyError, IndexError):
         names = None
     if names is None or not all(isinstance(n, str) for n in names):
         return _without_metadata(client, "it names no input and output tensor")
@@ -497,21 +345,21 @@ def _without_metadata(client: Client, why: str) -> tuple[str, None]:
     return "input", None
 
 
-def from_url(url: str, *, options: Options, pixels: str = "uint8") -> suspects.Suspect:
+def from_url(url: str, *, options: Options, pixels: str = "uint8") -> Suspect:
     """A suspect behind a prediction URL; the protocol comes from its path unless
     `options.protocol` names it."""
     options.check()
-    suspects.to_pixels(np.zeros(0, np.uint8), pixels)
+    to_pixels(np.zeros(0, np.uint8), pixels)
     protocol = options.protocol
     if protocol == "auto":
         found = parse_path(urllib.parse.urlsplit(url).path)
         if found is None:
-            raise suspects.SuspectError(
+            raise SuspectError(
                 f"{url}: cannot tell the protocol from the path; expected "
                 ".../v1/models/NAME:predict or .../v2/models/NAME/infer (or pass the protocol)"
             )
         protocol = found[0]
-    suspect = suspects.Suspect(url, f"http-{protocol}", fn=None, batch_size=64)
+    suspect = Suspect(url, f"http-{protocol}", fn=None, batch_size=64)
     client = Client(url, options, suspect.counters)
     if protocol == "v1":
         encode, decode = encode_v1, decode_v1
@@ -521,7 +369,7 @@ def from_url(url: str, *, options: Options, pixels: str = "uint8") -> suspects.S
 
     def ask(x_uint8):
         cap = answer_cap(len(x_uint8), suspect.num_classes)
-        return decode(client.post(encode(suspects.to_pixels(x_uint8, pixels)), cap), url)
+        return decode(client.post(encode(to_pixels(x_uint8, pixels)), cap), url)
 
     suspect.fn = ask
     return suspect

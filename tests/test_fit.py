@@ -14,7 +14,7 @@ from sklearn import datasets
 
 from fingerprinting import ensemble
 from fingerprinting import models
-from fingerprinting import training
+from fingerprinting import fit
 from fingerprinting import zoo
 
 
@@ -47,8 +47,8 @@ def test_members_are_independent_of_group_size(digits):
     x, t, _ = digits
     model = models.get_model("cnn_small", 10)
     kw = dict(cfg=_cfg(), epochs=1, rng=jax.random.PRNGKey(3), strategy="unroll")
-    two = training.train_group(model, x, t, size=2, **kw)
-    three = training.train_group(model, x, t, size=3, **kw)
+    two = fit.train_group(model, x, t, size=2, **kw)
+    three = fit.train_group(model, x, t, size=3, **kw)
     for i in range(2):
         chex.assert_trees_all_close(ensemble.member(two, i), ensemble.member(three, i), atol=1e-5)
     assert not np.allclose(
@@ -63,11 +63,11 @@ def test_strategies_and_loops_train_identically(digits):
     kw = dict(size=2, epochs=1, rng=jax.random.PRNGKey(0))
     aug = dict(augment_crop=1, augment_flip=True)
     results = [
-        training.train_group(model, x, t, strategy=s, cfg=_cfg(loop="python", **aug), **kw)
+        fit.train_group(model, x, t, strategy=s, cfg=_cfg(loop="python", **aug), **kw)
         for s in ensemble.STRATEGIES
     ]
     results.append(
-        training.train_group(model, x, t, strategy="unroll", cfg=_cfg(loop="fori", **aug), **kw)
+        fit.train_group(model, x, t, strategy="unroll", cfg=_cfg(loop="fori", **aug), **kw)
     )
     for r in results[1:]:
         chex.assert_trees_all_close(r, results[0], atol=2e-4, rtol=2e-4)
@@ -77,12 +77,12 @@ def test_stacked_step_equals_step_of_each_member(digits):
     x, t, _ = digits
     model = models.get_model("cnn_medium", 10)
     cfg = _cfg()
-    tx = training.make_optimizer(cfg, 10, 1)
-    state = training.init_state(model, tx, jax.random.PRNGKey(0), 3, x.shape[1:])
+    tx = fit.make_optimizer(cfg, 10, 1)
+    state = fit.init_state(model, tx, jax.random.PRNGKey(0), 3, x.shape[1:])
     xb = np.stack([x[:16], x[16:32], x[32:48]])
     tb = np.stack([t[:16], t[16:32], t[32:48]])
     keys = jax.random.split(jax.random.PRNGKey(1), 3)
-    step = lambda s, xx, tt, k: training.member_train_step(
+    step = lambda s, xx, tt, k: fit.member_train_step(
         s, xx, tt, k, model=model, tx=tx, temperature=1.0, crop=0, flip=False
     )
     stacked, _ = jax.jit(ensemble.map_members(step, (0, 0, 0, 0), "unroll"))(state, xb, tb, keys)
@@ -94,8 +94,8 @@ def test_stacked_step_equals_step_of_each_member(digits):
 def test_learns_digits(digits):
     x, t, y = digits
     model = models.get_model("cnn_small", 10)
-    v = training.train_group(model, x, t, size=2, cfg=_cfg(), epochs=8, rng=jax.random.PRNGKey(0))
-    acc = training.accuracies(model, v, x, y, batch_size=100)
+    v = fit.train_group(model, x, t, size=2, cfg=_cfg(), epochs=8, rng=jax.random.PRNGKey(0))
+    acc = fit.accuracies(model, v, x, y, batch_size=100)
     assert acc.shape == (2,) and acc.min() > 0.8
 
 
@@ -103,11 +103,11 @@ def test_resume_after_kill_equals_uninterrupted(digits, tmp_path, monkeypatch):
     x, t, _ = digits
     model = models.get_model("mlp", 10)
     kw = dict(size=2, cfg=_cfg(), epochs=3, rng=jax.random.PRNGKey(0))
-    full = training.train_group(model, x, t, ckpt_dir=str(tmp_path / "a"), **kw)
+    full = fit.train_group(model, x, t, ckpt_dir=str(tmp_path / "a"), **kw)
 
-    chunks, _ = training.plan_chunks(len(x), 32, 4)
+    chunks, _ = fit.plan_chunks(len(x), 32, 4)
     calls = {"n": 0}
-    real_update = training.progress.Bar.update
+    real_update = fit.progress.Bar.update
 
     def dying_update(self, *a, **k):
         calls["n"] += 1
@@ -115,11 +115,11 @@ def test_resume_after_kill_equals_uninterrupted(digits, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_update(self, *a, **k)
 
-    monkeypatch.setattr(training.progress.Bar, "update", dying_update)
+    monkeypatch.setattr(fit.progress.Bar, "update", dying_update)
     with pytest.raises(KeyboardInterrupt):
-        training.train_group(model, x, t, ckpt_dir=str(tmp_path / "b"), **kw)
-    monkeypatch.setattr(training.progress.Bar, "update", real_update)
-    resumed = training.train_group(model, x, t, ckpt_dir=str(tmp_path / "b"), **kw)
+        fit.train_group(model, x, t, ckpt_dir=str(tmp_path / "b"), **kw)
+    monkeypatch.setattr(fit.progress.Bar, "update", real_update)
+    resumed = fit.train_group(model, x, t, ckpt_dir=str(tmp_path / "b"), **kw)
     chex.assert_trees_all_close(resumed, full, atol=1e-6)
 
 
@@ -128,9 +128,9 @@ def test_non_finite_loss_stops_with_the_group_named(digits):
     t = t.copy()
     t[5] = np.nan
     with pytest.raises(
-        training.NonFiniteLossError, match=r"bad-group: non-finite loss at steps 1-\d+ \(epoch 1\)"
+        fit.NonFiniteLossError, match=r"bad-group: non-finite loss at steps 1-\d+ \(epoch 1\)"
     ):
-        training.train_group(
+        fit.train_group(
             models.get_model("mlp", 10),
             x,
             t,
@@ -147,11 +147,11 @@ def test_chunk_function_compiles_once(digits, loop):
     x, t, _ = digits
     model = models.get_model("mlp", 10)
     cfg = _cfg()
-    tx = training.make_optimizer(cfg, 8, 2)
-    chunk = training.make_chunk_fn(model, tx, cfg, strategy="unroll", loop=loop)
-    state = training.init_state(model, tx, jax.random.PRNGKey(0), 2, x.shape[1:])
+    tx = fit.make_optimizer(cfg, 8, 2)
+    chunk = fit.make_chunk_fn(model, tx, cfg, strategy="unroll", loop=loop)
+    state = fit.init_state(model, tx, jax.random.PRNGKey(0), 2, x.shape[1:])
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
-    perm = training._permutations(keys, len(x))
+    perm = fit._permutations(keys, len(x))
     for first in (0, 4, 8, 12):
         state, _ = chunk(state, x, t, perm, keys, first, 4)
     assert chunk.jitted._cache_size() == 1
@@ -159,8 +159,8 @@ def test_chunk_function_compiles_once(digits, loop):
 
 def test_augment_identity_and_shapes():
     x = jax.random.uniform(jax.random.PRNGKey(0), (4, 8, 8, 1))
-    chex.assert_trees_all_close(training.augment(x, jax.random.PRNGKey(1), crop=0, flip=False), x)
-    out = training.augment(x, jax.random.PRNGKey(1), crop=2, flip=True)
+    chex.assert_trees_all_close(fit.augment(x, jax.random.PRNGKey(1), crop=0, flip=False), x)
+    out = fit.augment(x, jax.random.PRNGKey(1), crop=2, flip=True)
     chex.assert_shape(out, x.shape)
     assert float(out.max()) <= 1.0 and float(out.min()) >= 0.0
 
@@ -171,7 +171,7 @@ def test_augment_identity_and_shapes():
 )
 def test_bad_optimizer_config(field, value, match):
     with pytest.raises(ValueError, match=match):
-        training.make_optimizer(_cfg(**{field: value}), 10, 1)
+        fit.make_optimizer(_cfg(**{field: value}), 10, 1)
 
 
 def test_per_member_targets_train_each_member_on_its_own(digits):
@@ -179,11 +179,11 @@ def test_per_member_targets_train_each_member_on_its_own(digits):
     model = models.get_model("mlp", 10)
     other = np.roll(t, 1, axis=-1)  # every label moved to the next class
     kw = dict(cfg=_cfg(), epochs=1, rng=jax.random.PRNGKey(4))
-    both = training.train_group(model, x, np.stack([t, other]), size=2, **kw)
-    shared = training.train_group(model, x, other, size=2, **kw)
+    both = fit.train_group(model, x, np.stack([t, other]), size=2, **kw)
+    shared = fit.train_group(model, x, other, size=2, **kw)
     chex.assert_trees_all_close(ensemble.member(both, 1), ensemble.member(shared, 1), atol=1e-6)
     with pytest.raises(ValueError, match="targets for 2 members, the group has 3"):
-        training.train_group(model, x, np.stack([t, other]), size=3, **kw)
+        fit.train_group(model, x, np.stack([t, other]), size=3, **kw)
 
 
 def test_subsets_train_a_member_on_its_part_only(digits):
@@ -191,8 +191,8 @@ def test_subsets_train_a_member_on_its_part_only(digits):
     model = models.get_model("mlp", 10)
     kw = dict(size=1, cfg=_cfg(), epochs=2, rng=jax.random.PRNGKey(5))
     part = np.arange(40, 136)
-    on_part = training.train_group(model, x, t, subsets=part[None], **kw)
-    alone = training.train_group(model, x[part], t[part], **kw)
+    on_part = fit.train_group(model, x, t, subsets=part[None], **kw)
+    alone = fit.train_group(model, x[part], t[part], **kw)
     chex.assert_trees_all_close(on_part, alone, atol=1e-6)
 
 
@@ -212,7 +212,7 @@ def test_trainable_mask_keeps_what_it_freezes(digits, optimizer):
     trainable = {
         "params": {k: (half if k == "Conv_0" else k == "head") for k in init["params"]},
     }
-    out = training.train_group(
+    out = fit.train_group(
         model,
         x,
         t,
@@ -239,7 +239,7 @@ def test_trainable_mask_keeps_what_it_freezes(digits, optimizer):
         out["batch_stats"]["BatchNorm_0"]["mean"], init["batch_stats"]["BatchNorm_0"]["mean"]
     )
     frozen_stats = {"params": trainable["params"], "batch_stats": False}
-    out = training.train_group(
+    out = fit.train_group(
         model,
         x,
         t,
@@ -262,11 +262,11 @@ def test_restored_init_compiles_the_step_once(digits, tmp_path, monkeypatch):
     )
     restored = zoo.load_variables(str(tmp_path / "v"), group, x.shape[1:])  # committed arrays
     chunks = []
-    real = training.make_chunk_fn
+    real = fit.make_chunk_fn
     monkeypatch.setattr(
-        training, "make_chunk_fn", lambda *a, **k: chunks.append(real(*a, **k)) or chunks[-1]
+        fit, "make_chunk_fn", lambda *a, **k: chunks.append(real(*a, **k)) or chunks[-1]
     )
-    training.train_group(
+    fit.train_group(
         model, x, t, size=1, cfg=_cfg(), epochs=2, rng=jax.random.PRNGKey(0), init=restored
     )
     assert chunks[0].jitted._cache_size() == 1
@@ -307,12 +307,12 @@ class OneStepKnownAnswerTest(chex.TestCase):
     def test_step(self, optimizer):
         lr, wd = 0.1, 0.01 if optimizer == "sgd" else 0.0
         cfg = _cfg(optimizer=optimizer, learning_rate=lr, weight_decay=wd, schedule="constant")
-        tx = training.make_optimizer(cfg, 10, 1)
+        tx = fit.make_optimizer(cfg, 10, 1)
         params = {"head": {"kernel": jnp.asarray(self.W, jnp.float32), "bias": jnp.asarray(self.B)}}
-        state = training.TrainState(params=params, batch_stats={}, opt_state=tx.init(params))
+        state = fit.TrainState(params=params, batch_stats={}, opt_state=tx.init(params))
         step = self.variant(
             functools.partial(
-                training.member_train_step,
+                fit.member_train_step,
                 model=_TinyDense(),
                 tx=tx,
                 temperature=self.T,

@@ -1,0 +1,60 @@
+"""What every part of the data package shares: the splits, the data set
+names, and the one error a user sees for bad data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from fingerprinting import errors
+
+
+class DataError(errors.UserError, ValueError):
+    """A data set is unknown, missing, malformed, or too small for a request."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    x: np.ndarray  # float32 [N, H, W, C] in [0, 1]
+    y: np.ndarray  # int32 [N]
+
+    def __post_init__(self):
+        if len(self.x) != len(self.y):
+            raise DataError(
+                f"Split needs as many labels as images; got {len(self.x)} images"
+                f" and {len(self.y)} labels."
+            )
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def take(self, n: int) -> Split:
+        """The first n examples (a view, no copy)."""
+        if not 0 <= n <= len(self):
+            raise DataError(f"Cannot take {n} examples from a split of {len(self)}.")
+        return Split(self.x[:n], self.y[:n])
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+    name: str
+    d1: Split  # defender
+    d2: Split  # adversary
+    test: Split
+    class_names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.d1.x.shape[1:])
+
+
+DATASETS: tuple[str, ...] = ("digits", "fashion_mnist", "cifar10", "cinic10", "imagenet32")
+# Knockoff transfer sets: any data set, or patches of scikit-learn's sample photographs.
+TRANSFER_SETS: tuple[str, ...] = DATASETS + ("sample_images",)
+# Data sets that only exist in a directory the user names.
+NEEDS_DIR: tuple[str, ...] = ("cinic10", "imagenet32")

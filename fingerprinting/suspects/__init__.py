@@ -1,0 +1,89 @@
+"""Suspects: models the verifier can only query for labels.
+
+A suspect is anything with `predict(x_uint8_NxHxWxC) -> labels [N]`. Specs:
+- `WORKDIR/models/GROUP[/MEMBER]`: a model trained by this tool (member 0 by
+  default), loaded from its Orbax checkpoint;
+- `package.module:function`: a Python callable taking an NHWC batch and
+  returning labels [N] or scores [N, K];
+- `http://HOST:PORT/v1/models/NAME:predict` or `.../v2/models/NAME/infer`: a
+  prediction API speaking TF-Serving / KServe V1 or the Open Inference
+  Protocol (see `client` and `protocols`).
+Inputs are 8-bit pixels, what a deployed model receives: callables and APIs
+get them as uint8 (0..255) or, with `pixels="float"`, as float32 in [0, 1].
+Every answer is validated whole (`answers_to_labels`); a suspect that answers
+garbage raises `SuspectError`, never yields a partial set of labels.
+
+`base` holds the interface, `local` the checkpoint and callable suspects,
+`protocols` the two protocols' codecs, `client` the HTTP client and `server`
+the server library.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from fingerprinting.suspects import client
+from fingerprinting.suspects.base import PIXELS
+from fingerprinting.suspects.base import Suspect
+from fingerprinting.suspects.base import SuspectError
+from fingerprinting.suspects.base import answers_to_labels
+from fingerprinting.suspects.base import printable
+from fingerprinting.suspects.base import to_pixels
+from fingerprinting.suspects.local import CheckpointModel
+from fingerprinting.suspects.local import from_callable
+from fingerprinting.suspects.local import from_checkpoint
+from fingerprinting.suspects.local import load_checkpoint
+
+
+def is_url(spec: str) -> bool:
+    return spec.startswith(("http://", "https://"))
+
+
+_CALLABLE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def is_callable_spec(spec: str) -> bool:
+    """`package.module:function` and nothing else: a path holding a ':' must not
+    become a module search on sys.path (the current directory included)."""
+    return _CALLABLE.fullmatch(spec) is not None
+
+
+def load_suspect(
+    spec: str, *, pixels: str = "uint8", batch_size: int | None = None, http=None
+) -> Suspect:
+    """The suspect a spec names (see the module docstring); `http` holds the
+    `client.Options` of an API (timeout, retries, back-off, rate limit)."""
+    if is_url(spec):
+        suspect = client.from_url(spec, options=http or client.Options(), pixels=pixels)
+    elif is_callable_spec(spec) and not os.path.exists(spec):
+        suspect = from_callable(spec, pixels)
+    elif os.path.exists(spec) or os.path.exists(os.path.dirname(spec.rstrip("/"))):
+        suspect = from_checkpoint(spec)
+    else:
+        raise SuspectError(
+            f"{spec}: names no suspect; expected WORKDIR/models/GROUP[/MEMBER], "
+            "package.module:function or an http(s):// prediction URL"
+        )
+    if batch_size is not None:
+        if batch_size < 1:
+            raise SuspectError(f"batch size must be at least 1, got {batch_size}")
+        suspect.batch_size = batch_size
+    return suspect
+
+
+__all__ = [
+    "CheckpointModel",
+    "PIXELS",
+    "Suspect",
+    "SuspectError",
+    "answers_to_labels",
+    "from_callable",
+    "from_checkpoint",
+    "is_callable_spec",
+    "is_url",
+    "load_checkpoint",
+    "load_suspect",
+    "printable",
+    "to_pixels",
+]
