@@ -321,10 +321,117 @@ def plot_image_grid(fp, count, path):
     _save(fig, path)
 
 
-def write_report(workdir, fp, rows, t1, config) -> str:
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def summary_section(fp, rows, config) -> list[str]:
+    """The verdict line first, then the source, the fingerprint, the calibration."""
+    theta = fp.meta.get("theta", 0.7)
+    m, cal, sep = fp.meta, fp.meta.get("calibration", {}), separation(rows)
+    return [
+        f"# Fingerprint report: {m.get('dataset')}",
+        "",
+        verdict_line(sep, theta, config.verify.significance),
+        "",
+        f"Source: {m.get('source_architecture')}, test accuracy {_fmt(source_accuracy(rows))}.",
+        f"Fingerprint: {len(fp)} examples kept of {m.get('candidates')} candidates "
+        f"({m.get('adversarial')} adversarial, {m.get('passed_tau')} with conferrability >= "
+        f"{config.extract.tau}); C-BIM eps {config.extract.eps}, loss {config.extract.loss}, "
+        f"{config.extract.steps} steps; extraction {m.get('extract_seconds')} s.",
+        f"Calibration: {cal.get('num_models', 0)} independent models, pooled chance rate "
+        f"{_fmt(cal.get('pooled_rate'))}, Beta({_fmt(cal.get('beta_a'))}, "
+        f"{_fmt(cal.get('beta_b'))}).",
+        f"Smallest fingerprint accuracy of a derived model (testing and label-only "
+        f"surrogates): **{_fmt(sep['min_surrogate'])}**; largest of an independent model "
+        f"(testing and calibration references): **{_fmt(sep['max_reference'])}**; margin "
+        f"{_fmt(sep['margin'])}, ROC AUC {_fmt(sep['auc'])} (theta {theta}).",
+        "",
+    ]
+
+
+def models_section(models: list[dict], significance: float) -> list[str]:
+    """Tables 2-3: every testing and calibration model, verified two ways."""
+    header = [
+        "model",
+        "kind",
+        "data",
+        "test acc",
+        "fingerprint acc",
+        "verified (theta)",
+        "p beta-binomial",
+        "p binomial",
+        f"verified (p < {significance})",
+    ]
+    table = [
+        [
+            r["name"],
+            r["kind"],
+            r.get("part", ""),
+            f"{r['test_accuracy']:.3f}",
+            f"{r['fingerprint_accuracy']:.3f}",
+            "yes" if r["verified"] else "no",
+            _fmt_p(r.get("p_value")),
+            _fmt_p(r.get("p_value_binomial")),
+            "yes" if r.get("verified_calibrated") else "no",
+        ]
+        for r in models
+    ]
+    return [
+        "## Verification of every model (Tables 2-3)",
+        "",
+        files.md_table(header, table),
+        "",
+        "![fingerprint accuracy](plots/fingerprint_accuracy.png)",
+        "",
+    ]
+
+
+def table1_section(t1: list[dict]) -> list[str]:
+    """Table 1: the attack methods from the same starting points."""
+    if not t1:
+        return []
+    header = [
+        "method",
+        "eps",
+        "success rate",
+        "transferable",
+        "conferrable",
+        "surrogate transfer",
+        "seconds",
+    ]
+    table = [
+        [
+            r["method"],
+            r["eps"],
+            f"{r['success_rate']:.3f}",
+            f"{r['transferability']:.3f}",
+            f"{r['conferrability']:.3f}",
+            f"{r['surrogate_transfer']:.3f}",
+            r["seconds"],
+        ]
+        for r in t1
+    ]
+    md = [
+        "## Attack methods (Table 1)",
+        "",
+        "Transferability over the testing references and conferrability over the testing "
+        "surrogates and references, averaged over the successful adversarial examples "
+        "(source label differs from the truth) from the same starting points.",
+        "",
+        files.md_table(header, table),
+        "",
+        "![per-example conferrability](plots/conferrability_per_example.png)",
+        "",
+    ]
+    if len({r["eps"] for r in t1}) > 1:
+        md += ["![eps sweep](plots/eps_sweep.png)", ""]
+    return md
+
+
+def write_plots(workdir, fp, models, t1, config) -> None:
     plots = os.path.join(workdir, "plots")
     theta = fp.meta.get("theta", 0.7)
-    models = [r for r in rows if r["kind"] not in ("attack", "evasion")]  # their own sections
     plot_fingerprint_accuracy(models, theta, os.path.join(plots, "fingerprint_accuracy.png"))
     plot_image_grid(fp, config.evaluate.image_grid, os.path.join(plots, "fingerprint_images.png"))
     base_eps = config.evaluate.table1_eps or config.extract.eps
@@ -334,99 +441,21 @@ def write_report(workdir, fp, rows, t1, config) -> str:
         )
     if len({r["eps"] for r in t1}) > 1:
         plot_eps_sweep(t1, os.path.join(plots, "eps_sweep.png"))
-    m, cal, sep = fp.meta, fp.meta.get("calibration", {}), separation(rows)
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"
-    md = [
-        f"# Fingerprint report: {m.get('dataset')}",
-        "",
-        verdict_line(sep, theta, config.verify.significance),
-        "",
-        f"Source: {m.get('source_architecture')}, test accuracy {fmt(source_accuracy(rows))}.",
-        f"Fingerprint: {len(fp)} examples kept of {m.get('candidates')} candidates "
-        f"({m.get('adversarial')} adversarial, {m.get('passed_tau')} with conferrability >= "
-        f"{config.extract.tau}); C-BIM eps {config.extract.eps}, loss {config.extract.loss}, "
-        f"{config.extract.steps} steps; extraction {m.get('extract_seconds')} s.",
-        f"Calibration: {cal.get('num_models', 0)} independent models, pooled chance rate "
-        f"{fmt(cal.get('pooled_rate'))}, Beta({fmt(cal.get('beta_a'))}, {fmt(cal.get('beta_b'))}).",
-        f"Smallest fingerprint accuracy of a derived model (testing and label-only "
-        f"surrogates): **{fmt(sep['min_surrogate'])}**; largest of an independent model "
-        f"(testing and calibration references): **{fmt(sep['max_reference'])}**; margin "
-        f"{fmt(sep['margin'])}, ROC AUC {fmt(sep['auc'])} (theta {theta}).",
-        "",
-        "## Verification of every model (Tables 2-3)",
-        "",
-        files.md_table(
-            [
-                "model",
-                "kind",
-                "data",
-                "test acc",
-                "fingerprint acc",
-                "verified (theta)",
-                "p beta-binomial",
-                "p binomial",
-                f"verified (p < {config.verify.significance})",
-            ],
-            [
-                [
-                    r["name"],
-                    r["kind"],
-                    r.get("part", ""),
-                    f"{r['test_accuracy']:.3f}",
-                    f"{r['fingerprint_accuracy']:.3f}",
-                    "yes" if r["verified"] else "no",
-                    _fmt_p(r.get("p_value")),
-                    _fmt_p(r.get("p_value_binomial")),
-                    "yes" if r.get("verified_calibrated") else "no",
-                ]
-                for r in models
-            ],
-        ),
-        "",
-        "![fingerprint accuracy](plots/fingerprint_accuracy.png)",
-        "",
-    ]
-    md += removal_section(rows, theta, config.verify.significance, plots)
+
+
+def write_report(workdir, fp, rows, t1, config) -> str:
+    """WORKDIR/report.md and its plots: the verdict, Tables 2-3, the removal
+    attacks (Tables 4-5), the evasion game, Table 1, the fingerprint's images."""
+    models = [r for r in rows if r["kind"] not in ("attack", "evasion")]  # their own sections
+    write_plots(workdir, fp, models, t1, config)
+    significance = config.verify.significance
+    md = summary_section(fp, rows, config) + models_section(models, significance)
+    theta = fp.meta.get("theta", 0.7)
+    md += removal_section(rows, theta, significance, os.path.join(workdir, "plots"))
     evading = evasion.report_section(rows, workdir)
     if evading:
         md += [evading, ""]
-    if t1:
-        md += [
-            "## Attack methods (Table 1)",
-            "",
-            "Transferability over the testing references and conferrability over the testing "
-            "surrogates and references, averaged over the successful adversarial examples "
-            "(source label differs from the truth) from the same starting points.",
-            "",
-            files.md_table(
-                [
-                    "method",
-                    "eps",
-                    "success rate",
-                    "transferable",
-                    "conferrable",
-                    "surrogate transfer",
-                    "seconds",
-                ],
-                [
-                    [
-                        r["method"],
-                        r["eps"],
-                        f"{r['success_rate']:.3f}",
-                        f"{r['transferability']:.3f}",
-                        f"{r['conferrability']:.3f}",
-                        f"{r['surrogate_transfer']:.3f}",
-                        r["seconds"],
-                    ]
-                    for r in t1
-                ],
-            ),
-            "",
-            "![per-example conferrability](plots/conferrability_per_example.png)",
-            "",
-        ]
-        if len({r["eps"] for r in t1}) > 1:
-            md += ["![eps sweep](plots/eps_sweep.png)", ""]
+    md += table1_section(t1)
     md += ["## Fingerprint images", "", "![fingerprint images](plots/fingerprint_images.png)", ""]
     text = "\n".join(md)
     files.write_text_atomic(os.path.join(workdir, "report.md"), text)

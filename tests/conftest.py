@@ -1,4 +1,4 @@
-"""Shared test set-up: quiet progress output and a compilation cache."""
+"""Shared test set-up: quiet progress output, a compilation cache, rank promotion as an error."""
 
 import os
 
@@ -13,6 +13,8 @@ _cache = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(
 )
 jax.config.update("jax_compilation_cache_dir", _cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+# Shapes carry suffixes (x_BxHxWxC); a silent broadcast across ranks is a bug.
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 @pytest.fixture

@@ -1,0 +1,79 @@
+"""zoo: which models a config trains, named and seeded so that a rerun finds them."""
+
+import jax
+import numpy as np
+import pytest
+
+from fingerprinting import config as config_lib
+from fingerprinting import errors
+from fingerprinting import zoo
+
+
+def test_parse_spec_reads_counts_and_defaults_to_one():
+    assert zoo.parse_spec("cnn_small:2, mlp") == [("cnn_small", 2), ("mlp", 1)]
+    assert zoo.parse_spec("") == [] and zoo.parse_spec(None) == []
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("resnet7:1", "unknown architecture 'resnet7'"),
+        ("mlp:two", "bad member count 'two'"),
+        ("mlp:0", "at least 1"),
+    ],
+)
+def test_parse_spec_refuses_bad_specs(spec, match):
+    with pytest.raises(zoo.SpecError, match=match):
+        zoo.parse_spec(spec)
+    assert issubclass(zoo.SpecError, errors.UserError)
+
+
+def test_every_kind_trains_on_a_party_and_learns_from_a_label_source():
+    assert set(zoo.DERIVED_KINDS) | set(zoo.INDEPENDENT_KINDS) | set(zoo.TRAINING_SURROGATES) < set(
+        zoo.KINDS
+    )
+    assert not set(zoo.DERIVED_KINDS) & set(zoo.INDEPENDENT_KINDS)
+    for kind, (party, labels) in zoo.KINDS.items():
+        assert party in (None, "d1", "d2"), kind
+        # References never see the source's answers; derived models always do.
+        if kind in zoo.INDEPENDENT_KINDS or kind == "training_reference":
+            assert labels == "ground_truth", kind
+        if kind in zoo.DERIVED_KINDS:
+            assert labels != "ground_truth", kind
+
+
+def test_groups_are_named_by_kind_and_architecture():
+    c = config_lib.base()
+    c.models.testing_surrogates = "cnn_small:2,mlp:1"
+    groups = zoo.groups_of_kind(c, "testing_surrogate", 10)
+    assert [(g.name, g.arch, g.size) for g in groups] == [
+        ("testing_surrogate-cnn_small", "cnn_small", 2),
+        ("testing_surrogate-mlp", "mlp", 1),
+    ]
+    (source,) = zoo.groups_of_kind(c, "source", 10)
+    assert (source.name, source.size) == (f"source-{c.models.source}", 1)
+
+
+def test_group_seed_depends_on_the_seed_and_the_name_only():
+    c = config_lib.base()
+    a = zoo.group_seed(c, "training_reference-mlp")
+    np.testing.assert_array_equal(a, zoo.group_seed(c, "training_reference-mlp"))
+    assert not np.array_equal(a, zoo.group_seed(c, "testing_reference-mlp"))
+    c.seed = 1
+    assert not np.array_equal(a, zoo.group_seed(c, "training_reference-mlp"))
+    assert a.shape == jax.random.PRNGKey(0).shape
+
+
+def test_records_name_each_member():
+    group = zoo.groups_of_kind(config_lib.base(), "testing_reference", 10)[0]
+    tg = zoo.TrainedGroup("testing_reference", group, {}, np.array([0.5, 0.25]))
+    rows = tg.records()[:2]
+    assert rows[0]["name"] == f"{group.name}/0" and rows[1]["test_accuracy"] == 0.25
+    assert {r["kind"] for r in rows} == {"testing_reference"}
+
+
+def test_validate_refuses_an_unknown_source_before_training():
+    c = config_lib.base()
+    c.models.source = "nope"
+    with pytest.raises(zoo.SpecError, match="nope"):
+        zoo.validate(c)
