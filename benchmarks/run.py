@@ -67,11 +67,15 @@ import jax
 import numpy as np
 import ml_collections
 
-from fingerprinting import config
+from fingerprinting import config as config_lib
 from fingerprinting import ensemble
 from fingerprinting import fingerprint
-from fingerprinting import models
 from fingerprinting import fit
+from fingerprinting import models
+
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+common = config_lib.load_module(os.path.join(_CONFIGS, "_common.py"))
+paper = config_lib.load_module(os.path.join(_CONFIGS, "_paper.py"))
 
 try:
     import torch
@@ -192,7 +196,7 @@ def _zoo(case: Case):
 
 
 def _cbim_config(steps: int) -> ml_collections.ConfigDict:
-    ecfg = config.base().extract
+    ecfg = common.base().extract
     ecfg.update(steps=steps, eps=0.05, alpha=0.01, dropout=0.5, dropout_kind="member")
     return ecfg
 
@@ -219,8 +223,8 @@ def jax_cbim(case: Case, strategy: str) -> dict:
 
 def _train_config(arch: str):
     if arch in models.PAPER_ARCHITECTURES:
-        return config.paper(config.base()).train
-    return config.base().train
+        return paper.paper(common.base()).train
+    return common.base().train
 
 
 def jax_train(case: Case, strategy: str) -> dict:

@@ -6,15 +6,19 @@ surrogates and references across six architectures. 25,000 images per party.
 
 Cost on one H200-class GPU: about 1 GPU-hour for training, minutes for the
 rest (an estimate from FLOP counts, see README.md). `:smoke` is a wiring check
-(see `config.smoke_paper`).
+(see `_paper.smoke_paper`).
 
 The Knockoff attack queries ImageNet32 (the npz batches), the paper's
 transfer set for CINIC-10; without them, leave `knockoff` out of
 `--config.removal.attacks`.
 """
 
+import os
+
 from fingerprinting import config as config_lib
+
+paper = config_lib.load_module(os.path.join(os.path.dirname(__file__), "_paper.py"))
 
 
 def get_config(arg: str | None = None):
-    return config_lib.paper_config("cifar10", (25_000, 25_000, 10_000), arg, knockoff="imagenet32")
+    return paper.paper_config("cifar10", (25_000, 25_000, 10_000), arg, knockoff="imagenet32")

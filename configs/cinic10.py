@@ -10,14 +10,18 @@ architectures (the paper trained 44 surrogates and 28 references).
 `--config.data.dir` is the official release directory (train/ valid/ test/,
 a folder per class). Cost on one H200-class GPU: about 3 GPU-hours for training, minutes for the
 rest (an estimate from FLOP counts, see README.md). `:smoke` is a wiring check
-(see `config.smoke_paper`).
+(see `_paper.smoke_paper`).
 
 The Knockoff attack queries ImageNet32 (the npz batches), the paper's
 transfer set; without them, leave `knockoff` out of `--config.removal.attacks`.
 """
 
+import os
+
 from fingerprinting import config as config_lib
+
+paper = config_lib.load_module(os.path.join(os.path.dirname(__file__), "_paper.py"))
 
 
 def get_config(arg: str | None = None):
-    return config_lib.paper_config("cinic10", (85_000, 95_000, 90_000), arg, knockoff="imagenet32")
+    return paper.paper_config("cinic10", (85_000, 95_000, 90_000), arg, knockoff="imagenet32")

@@ -7,12 +7,16 @@
 Pass `--config=configs/digits.py:smoke` for a seconds-long wiring check.
 """
 
+import os
+
 from fingerprinting import config as config_lib
+
+common = config_lib.load_module(os.path.join(os.path.dirname(__file__), "_common.py"))
 
 
 def get_config(arg: str | None = None):
-    config_lib.check_arg(arg, ("smoke",))
-    c = config_lib.base()
+    a = config_lib.parse_arg(arg, smoke=False)
+    c = common.base()
     c.data.name = "digits"
     # With 719 images per party every model reaches about 0.98, and a source
     # trained as long as that has no habits of its own left for surrogates to
@@ -51,6 +55,6 @@ def get_config(arg: str | None = None):
     # inputs vmap compiles 5x faster than the unrolled loop and runs 2x faster
     # (6 members, measured on 2 cores).
     c.removal.update(dict(papernot_seed_size=180, papernot_rounds=2, strategy="vmap"))
-    if arg == "smoke":
-        config_lib.smoke(c)
+    if a.smoke:
+        common.smoke(c)
     return c

@@ -10,12 +10,16 @@ source trains on 20,000 of them), D2 20,000, the test split 5,000; 28 models.
 (pass `--config.data.d1_size=` and the others for tiny data).
 """
 
+import os
+
 from fingerprinting import config as config_lib
+
+common = config_lib.load_module(os.path.join(os.path.dirname(__file__), "_common.py"))
 
 
 def get_config(arg: str | None = None):
-    config_lib.check_arg(arg, ("smoke",))
-    c = config_lib.base()
+    a = config_lib.parse_arg(arg, smoke=False)
+    c = common.base()
     # The source trains on 20,000 images, as before, and keeps 10,000 more of
     # D1 as its validation split: the defender distils its surrogates there,
     # where the source's labels carry its own habits (on images it has
@@ -49,8 +53,8 @@ def get_config(arg: str | None = None):
     )
     c.extract.update(dict(eps=0.1, steps=50, num_candidates=400, batch_size=100, tau=1.0))
     c.evaluate.table1_eps = 0.1
-    if arg == "smoke":
-        config_lib.smoke(c)
+    if a.smoke:
+        common.smoke(c)
         c.data.update(dict(d1_size=512, d2_size=512, test_size=256))
         c.models.surrogate_data = "d1_holdout"  # the held-out split's path, on tiny data
     return c

@@ -38,9 +38,9 @@ from sklearn import metrics as sk_metrics
 from fingerprinting import errors
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
+from fingerprinting import fit
 from fingerprinting import models
 from fingerprinting import progress
-from fingerprinting import fit
 from fingerprinting import zoo as zoo_lib
 
 DEFAULTS = dict(

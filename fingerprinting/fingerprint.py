@@ -30,10 +30,10 @@ from fingerprinting import ensemble
 from fingerprinting import errors
 from fingerprinting import faults
 from fingerprinting import files
+from fingerprinting import fit
 from fingerprinting import progress
 from fingerprinting import sharding
 from fingerprinting import stats
-from fingerprinting import fit
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.attacks import cbim as cbim_lib
 

@@ -25,10 +25,10 @@ from fingerprinting import ensemble
 from fingerprinting import errors
 from fingerprinting import faults
 from fingerprinting import files
+from fingerprinting import fit
 from fingerprinting import labels as labels_lib
 from fingerprinting import models
 from fingerprinting import progress
-from fingerprinting import fit
 
 # kind -> (party whose data it trains on, the label source it learns from);
 # a party of None is read from the config (see `Zoo.party_name`).

@@ -463,3 +463,51 @@ def test_fashion_mnist_smoke_reads_fake_idx_dir(tmp_path):
 def test_unknown_config_argument_is_refused(name):
     with pytest.raises(ValueError, match="unknown config argument"):
         load_module(name).get_config("tyni")
+
+
+# ------------------------------------------------- config arguments, modules --
+
+
+def test_parse_arg_types_each_value_once():
+    from fingerprinting import config as config_lib
+
+    a = config_lib.parse_arg("smoke,seeds=3,eps=0.5", smoke=False, seeds=1, eps=0.1, name="x")
+    assert (a.smoke, a.seeds, a.eps, a.name) == (True, 3, 0.5, "x")
+    assert config_lib.parse_arg(None, smoke=False).smoke is False
+    assert config_lib.parse_arg("smoke=false", smoke=True).smoke is False
+
+
+@pytest.mark.parametrize(
+    "arg, match",
+    [
+        ("tiny", "unknown config argument 'tiny'"),
+        ("seeds", "needs a value"),
+        ("seeds=two", "expected a int"),
+        ("smoke=maybe", "expected true or false"),
+    ],
+)
+def test_parse_arg_refuses_typos(arg, match):
+    from fingerprinting import config as config_lib
+    from fingerprinting import errors
+
+    with pytest.raises(errors.ConfigError, match=match):
+        config_lib.parse_arg(arg, smoke=False, seeds=1)
+
+
+def test_config_modules_load_by_path_once(tmp_path):
+    from fingerprinting import config as config_lib
+    from fingerprinting import errors
+
+    first = config_lib.load_module(os.path.join(CONFIG_DIR, "_common.py"))
+    assert config_lib.load_module(os.path.join(CONFIG_DIR, "_common.py")) is first
+    assert first.base().data.name == "digits"
+    with pytest.raises(errors.ConfigError, match="no config file"):
+        config_lib.load_module(str(tmp_path / "missing.py"))
+
+
+def test_every_field_of_the_base_config_says_what_it_is():
+    """Every field of configs/common.py's sections carries its own trailing comment."""
+    text = open(os.path.join(CONFIG_DIR, "_common.py")).read()
+    fields = re.findall(r"^ {12}(\w+)=.*$", text, re.M)
+    bare = [line for line in re.findall(r"^ {12}\w+=.*$", text, re.M) if "#" not in line]
+    assert len(fields) > 60 and not bare, bare

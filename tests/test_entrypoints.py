@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from fingerprinting import artifact
-from fingerprinting import config as config_lib
 from fingerprinting import files
 
 from _cli import ROOT, SMOKE, assert_one_line_error as _assert_one_line_error, run
+from _configs import common
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_evaluate_writes_every_output(workdir):
     methods = {r["method"] for r in files.read_jsonl(os.path.join(workdir, "table1.jsonl"))}
     assert methods == {"cbim", "fgsm", "bim"}
     attacked = {r["attack"] for r in rows if r["kind"] == "attack"}
-    assert attacked == set(config_lib.SMOKE_REMOVAL["attacks"].split(","))
+    assert attacked == set(common.SMOKE_REMOVAL["attacks"].split(","))
     assert [r["kind"] for r in rows].count("evasion") == 1  # one testing surrogate
     report = open(os.path.join(workdir, "report.md")).read()
     for section in ("Tables 2-3", "Tables 4-5", "Table 1", "evasion"):

@@ -6,10 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from fingerprinting import config as config_lib
 from fingerprinting import evasion
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import pipeline
+from _configs import common
 
 
 def test_auc_and_roc():
@@ -30,7 +30,7 @@ def test_evade_answers_randomly_only_where_flagged():
 
 
 def test_settings_defaults_and_checks():
-    c = config_lib.base()
+    c = common.base()
     assert evasion.settings(c) == evasion.DEFAULTS
     c.evasion = ml_collections.ConfigDict(dict(epochs=2, detector="mlp"))
     s = evasion.settings(c)
@@ -51,7 +51,7 @@ def test_settings_defaults_and_checks():
 def game(tmp_path_factory):
     """A tiny run whose thief makes large, easily seen perturbations."""
     wd = str(tmp_path_factory.mktemp("evasion"))
-    c = config_lib.smoke(config_lib.base())
+    c = common.smoke(common.base())
     one = "mlp:1"
     c.models.source = "mlp"
     c.models.training_surrogates = c.models.training_references = one

@@ -13,8 +13,8 @@ from absl.testing import parameterized
 from sklearn import datasets
 
 from fingerprinting import ensemble
-from fingerprinting import models
 from fingerprinting import fit
+from fingerprinting import models
 from fingerprinting import zoo
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from fingerprinting import artifact
-from fingerprinting import config as config_lib
 from fingerprinting import errors
 from fingerprinting import harness
+from _configs import common
 
 
 def test_parse_seeds():
@@ -37,7 +37,7 @@ def test_verdict_adds_the_calibrated_decision_at_the_configured_level():
             "calibration": {"agree_counts": counts, "n": n, "pooled_rate": sum(counts) / 4 / n},
         },
     )
-    config = config_lib.base()
+    config = common.base()
     copy = harness.verdict(fp, keys, config)
     assert copy["verified"] and copy["verified_calibrated"] and copy["fingerprint_accuracy"] == 1.0
     other = harness.verdict(fp, (keys + 1) % 10, config)

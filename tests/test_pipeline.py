@@ -5,20 +5,20 @@ import os
 
 import pytest
 
-from fingerprinting import config as config_lib
 from fingerprinting import pipeline
+from _configs import common
 
 
 def test_pin_refuses_result_changes_and_allows_speed_changes(tmp_path):
     wd = str(tmp_path)
-    c = config_lib.base()
+    c = common.base()
     pipeline.pin_config(c, wd)
-    speed = config_lib.base()
+    speed = common.base()
     speed.train.loop, speed.models.strategy, speed.extract.steps = "fori", "vmap", 7
     pipeline.pin_config(speed, wd)  # speed knobs and later stages may change
     # config.json keeps the first run's config: it records what made the models.
     assert json.load(open(os.path.join(wd, "config.json")))["extract"]["steps"] == 100
-    other = config_lib.base()
+    other = common.base()
     other.train.learning_rate = 0.5
     with pytest.raises(pipeline.WorkdirError, match="train.learning_rate: 0.002 -> 0.5"):
         pipeline.pin_config(other, wd)
@@ -42,7 +42,7 @@ def test_pin_refuses_result_changes_and_allows_speed_changes(tmp_path):
     ],
 )
 def test_validate_names_the_bad_field(field, value, match):
-    c = config_lib.base()
+    c = common.base()
     section, name = field.split(".")
     setattr(getattr(c, section), name, value)
     with pytest.raises(ValueError, match=match):

@@ -11,27 +11,27 @@ import pytest
 from sklearn import datasets
 
 from fingerprinting import artifact
-from fingerprinting import config as config_lib
 from fingerprinting import data as data_lib
 from fingerprinting import ensemble
-from fingerprinting import harness
 from fingerprinting import files
+from fingerprinting import fit
+from fingerprinting import harness
 from fingerprinting import labels as labels_lib
 from fingerprinting import models
 from fingerprinting import removal
 from fingerprinting import suspects
-from fingerprinting import fit
 from fingerprinting import zoo as zoo_lib
+from _configs import common
 
 
 def _train_cfg():
-    c = config_lib.base().train
+    c = common.base().train
     c.update(dict(batch_size=32, chunk_steps=4, epochs=1))
     return c
 
 
 def _removal_cfg(**kw):
-    r = config_lib.removal_section()
+    r = common.removal_section()
     r.update(dict(distill_epochs=1, finetune_epochs=1, finetune_size=96, **kw))
     return r
 
@@ -274,7 +274,7 @@ def test_quantize_keeps_255_levels_per_output_channel(mlp_source, adversary):
     ],
 )
 def test_validate_names_the_bad_setting(field, value, match):
-    c = config_lib.base()
+    c = common.base()
     setattr(c.removal, field, value)
     with pytest.raises(ValueError, match=match):
         removal.validate(c)
@@ -282,16 +282,16 @@ def test_validate_names_the_bad_setting(field, value, match):
 
 def test_every_config_variant_validates():
     for arg in (None, "smoke"):
-        c = config_lib.base()
+        c = common.base()
         if arg:
-            config_lib.smoke(c)
+            common.smoke(c)
         removal.validate(c)
         assert set(removal.parse_attacks(c.removal.attacks)) <= set(removal.ATTACKS)
-    assert removal.parse_attacks(config_lib.ALL_ATTACKS) == list(removal.ATTACKS)
+    assert removal.parse_attacks(common.ALL_ATTACKS) == list(removal.ATTACKS)
 
 
 def test_bad_attack_fails_before_any_work(tmp_path):
-    c = config_lib.base()
+    c = common.base()
     c.removal.attacks = "ftll,finetune_everything"
     with pytest.raises(removal.RemovalConfigError, match="finetune_everything"):
         harness.run_evaluate(c, str(tmp_path / "wd"))
@@ -317,8 +317,8 @@ def test_transfer_sets_take_the_input_shape():
 @pytest.fixture(scope="module")
 def zoo(digits, tmp_path_factory):
     x, y = digits
-    config = config_lib.base()
-    config_lib.smoke(config)
+    config = common.base()
+    common.smoke(config)
     config.models.source = "mlp"
     config.removal.attacks = "prune,quantize"
     split = lambda a, b: data_lib.Split(x[a:b], y[a:b])

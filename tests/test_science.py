@@ -4,8 +4,8 @@ on label matrices written by hand."""
 import numpy as np
 import pytest
 
-from fingerprinting import harness
 from fingerprinting import fingerprint as fp_lib
+from fingerprinting import harness
 from fingerprinting import report
 
 TRUTH = np.array([0, 1, 2, 3, 4])

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from fingerprinting import artifact
-from fingerprinting import config as config_lib
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import pipeline
 from fingerprinting import stats
@@ -24,6 +23,7 @@ from fingerprinting import suspects
 from fingerprinting.suspects import server as server_lib
 
 from _cli import ROOT, run
+from _configs import common
 
 GROUP = "testing_reference-mlp"
 _MODEL = {}
@@ -34,7 +34,7 @@ def workdir(tmp_path_factory):
     """Two tiny MLPs on digits, and a fingerprint whose keys are member 1's labels
     on noisy test images, so that member 0 agrees with some keys but not all."""
     wd = str(tmp_path_factory.mktemp("serve"))
-    config = config_lib.smoke(config_lib.base())
+    config = common.smoke(common.base())
     config.models.testing_references = "mlp:2"
     zoo = pipeline.open_zoo(config, wd)
     (group,) = zoo.get("testing_reference")

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from fingerprinting import sharding
+from _configs import common
 
 SURROGATES = (("cnn_small", 4), ("mlp", 2))
 REFERENCES = (("cnn_medium", 4),)
@@ -79,11 +80,10 @@ def _training_steps(results: dict) -> None:
     """Three steps of a stacked group, and the collectives of its compiled step."""
     import jax
 
-    from fingerprinting import config
     from fingerprinting import models
     from fingerprinting import fit
 
-    cfg = config.base().train
+    cfg = common.base().train
     model = models.get_model("cnn_small", 10)
     tx = fit.make_optimizer(cfg, 3, 1)
     state = fit.init_state(model, tx, jax.random.PRNGKey(0), 4, SHAPE)
@@ -101,11 +101,10 @@ def _training_steps(results: dict) -> None:
 def _train_group(results: dict) -> None:
     import jax
 
-    from fingerprinting import config
     from fingerprinting import models
     from fingerprinting import fit
 
-    cfg = config.base().train
+    cfg = common.base().train
     cfg.update(batch_size=8, chunk_steps=2)
     x = jax.random.uniform(jax.random.PRNGKey(3), (24, *SHAPE))
     t = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(4), (24,), 0, 10), 10)

@@ -13,12 +13,12 @@ import ml_collections
 import numpy as np
 import pytest
 
-from fingerprinting import config
 from fingerprinting import ensemble
 from fingerprinting import fingerprint
-from fingerprinting import models
 from fingerprinting import fit
+from fingerprinting import models
 from fingerprinting import zoo
+from _configs import common
 
 SHAPE = (8, 8, 1)
 
@@ -41,7 +41,7 @@ def _traced_at_most_once(monkeypatch, module, name):
 @pytest.mark.parametrize("loop", ["fori", "python"])
 def test_training_traces_its_step_once(monkeypatch, loop):
     _traced_at_most_once(monkeypatch, ensemble, "map_members")
-    cfg = config.base().train
+    cfg = common.base().train
     cfg.update(batch_size=8, chunk_steps=2, loop=loop)
     x = jax.random.uniform(jax.random.PRNGKey(0), (30, *SHAPE))
     t = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(1), (30,), 0, 10), 10)

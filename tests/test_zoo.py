@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from fingerprinting import config as config_lib
 from fingerprinting import errors
 from fingerprinting import zoo
+from _configs import common
 
 
 def test_parse_spec_reads_counts_and_defaults_to_one():
@@ -43,7 +43,7 @@ def test_every_kind_trains_on_a_party_and_learns_from_a_label_source():
 
 
 def test_groups_are_named_by_kind_and_architecture():
-    c = config_lib.base()
+    c = common.base()
     c.models.testing_surrogates = "cnn_small:2,mlp:1"
     groups = zoo.groups_of_kind(c, "testing_surrogate", 10)
     assert [(g.name, g.arch, g.size) for g in groups] == [
@@ -55,7 +55,7 @@ def test_groups_are_named_by_kind_and_architecture():
 
 
 def test_group_seed_depends_on_the_seed_and_the_name_only():
-    c = config_lib.base()
+    c = common.base()
     a = zoo.group_seed(c, "training_reference-mlp")
     np.testing.assert_array_equal(a, zoo.group_seed(c, "training_reference-mlp"))
     assert not np.array_equal(a, zoo.group_seed(c, "testing_reference-mlp"))
@@ -65,7 +65,7 @@ def test_group_seed_depends_on_the_seed_and_the_name_only():
 
 
 def test_records_name_each_member():
-    group = zoo.groups_of_kind(config_lib.base(), "testing_reference", 10)[0]
+    group = zoo.groups_of_kind(common.base(), "testing_reference", 10)[0]
     tg = zoo.TrainedGroup("testing_reference", group, {}, np.array([0.5, 0.25]))
     rows = tg.records()[:2]
     assert rows[0]["name"] == f"{group.name}/0" and rows[1]["test_accuracy"] == 0.25
@@ -73,7 +73,7 @@ def test_records_name_each_member():
 
 
 def test_validate_refuses_an_unknown_source_before_training():
-    c = config_lib.base()
+    c = common.base()
     c.models.source = "nope"
     with pytest.raises(zoo.SpecError, match="nope"):
         zoo.validate(c)

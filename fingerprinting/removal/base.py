@@ -11,8 +11,8 @@ import ml_collections
 import numpy as np
 
 from fingerprinting import errors
-from fingerprinting import labels as labels_lib
 from fingerprinting import fit
+from fingerprinting import labels as labels_lib
 
 
 class RemovalConfigError(errors.ConfigError):

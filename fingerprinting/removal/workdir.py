@@ -14,8 +14,8 @@ import numpy as np
 
 from fingerprinting import ensemble
 from fingerprinting import files
-from fingerprinting import progress
 from fingerprinting import fit
+from fingerprinting import progress
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.removal.base import AdversaryData
 from fingerprinting.removal.base import AttackConfig

@@ -11,8 +11,8 @@ import numpy as np
 
 from fingerprinting import ensemble
 from fingerprinting import files
-from fingerprinting import models
 from fingerprinting import fit
+from fingerprinting import models
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.suspects.base import Suspect
 from fingerprinting.suspects.base import SuspectError
