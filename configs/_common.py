@@ -61,7 +61,8 @@ def base() -> ml_collections.ConfigDict:
             weight_decay=0.0,  # decoupled (AdamW) or L2 (SGD)
             schedule="cosine",  # cosine or constant
             batch_size=64,  # examples per step and member
-            epochs=15,  # of every model but the source
+            epochs=15,  # of every model but the source (and the students, see below)
+            student_epochs=0,  # of the source's students, thieves included; 0: epochs
             source_epochs=20,  # of the source; a user's source is trained to the end
             augment_crop=0,  # random crop after padding by this many pixels; 0: off
             augment_flip=False,  # random horizontal flips
@@ -140,7 +141,8 @@ def removal_section() -> ml_collections.ConfigDict:
     - `adversarial_eps` 8/255, `adversarial_alpha` 2/255, `adversarial_steps` 7:
       Madry et al.'s L-inf adversarial training; the paper gives no values.
     - `distill_epochs` 0: the attacks that train a model from scratch train as
-      long as the adversary's testing surrogates (`train.epochs`).
+      long as the adversary's testing surrogates (`train.student_epochs`, or
+      `train.epochs` when that is 0).
     - `jagielski_temperature` T' = 2 (Eq. 4 read as p^(1/T') renormalised, a true
       temperature; see `labels.jagielski`): the paper gives no value; at T' = 1
       the attack would learn exactly Retraining's labels, so it softens them.
@@ -160,7 +162,7 @@ def removal_section() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         dict(
             attacks=ALL_ATTACKS,  # which attacks, in this order
-            distill_epochs=0,  # 0: train.epochs
+            distill_epochs=0,  # 0: as long as the testing surrogates
             finetune_size=10_000,  # D2 inputs the fine-tuning attacks train on
             finetune_epochs=5,  # of the fine-tuning and adversarial training attacks
             finetune_lr_scale=0.1,  # fine-tuning's learning rate, relative to train.learning_rate

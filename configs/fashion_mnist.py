@@ -5,7 +5,7 @@
 Offline it reads the standard IDX files from `--config.data.dir`, by default
 Debian's `dataset-fashion-mnist` location (/usr/share/datasets/fashion-mnist);
 online it falls back to tensorflow-datasets. D1 holds 30,000 images (the
-source trains on 20,000 of them), D2 20,000, the test split 5,000; 28 models.
+source trains on 20,000 of them), D2 20,000, the test split 5,000; 31 models.
 `:smoke` shrinks it to a seconds-long wiring check
 (pass `--config.data.d1_size=` and the others for tiny data).
 """
@@ -33,8 +33,20 @@ def get_config(arg: str | None = None):
             source_holdout=1 / 3,
         )
     )
+    # A thief trains its copy to convergence. Every student of the source
+    # (the defender's and the thieves') trains 15 epochs; with 5 no ranking
+    # held on validation seed 100 (smallest surrogate 0.24, largest
+    # independent model 0.40); with 15 every derived model ranked above every
+    # independent one. References reach the source's accuracy in 5.
     c.train.update(
-        dict(batch_size=128, epochs=5, source_epochs=20, learning_rate=2e-3, chunk_steps=40)
+        dict(
+            batch_size=128,
+            epochs=5,
+            student_epochs=15,
+            source_epochs=20,
+            learning_rate=2e-3,
+            chunk_steps=40,
+        )
     )
     cpu_mix = "cnn_small:{n},cnn_medium:{n},cnn_wide:{n},mlp:{n}"
     c.models.update(
@@ -42,7 +54,10 @@ def get_config(arg: str | None = None):
             surrogate_data="d1_holdout",
             training_surrogates=cpu_mix.format(n=1),
             training_label_only_surrogates=cpu_mix.format(n=1),
-            training_references=cpu_mix.format(n=1),
+            # Four references of the source's own architecture: with one, C-BIM
+            # found inputs every `cnn_medium` answers alike (seed 100: testing
+            # and calibration `cnn_medium` references at 0.82 and 0.88).
+            training_references="cnn_small:1,cnn_medium:4,cnn_wide:1,mlp:1",
             calibration_references=cpu_mix.format(n=1),
             # Thieves the defender did not anticipate: an architecture no
             # training model has, and a label-only thief of it.
@@ -51,8 +66,10 @@ def get_config(arg: str | None = None):
             label_only_surrogates="cnn_pool:1",
         )
     )
-    c.extract.update(dict(eps=0.1, steps=50, num_candidates=400, batch_size=100, tau=1.0))
-    c.evaluate.table1_eps = 0.1
+    # eps on seed 100 with the zoo above: 0.1 (margin 0.02, one derived model
+    # verified), 0.15 (every derived model verified, no independent one), 0.2
+    # (a reference above a surrogate).
+    c.extract.update(dict(eps=0.15, steps=50, num_candidates=400, batch_size=100, tau=1.0))
     if a.smoke:
         common.smoke(c)
         c.data.update(dict(d1_size=512, d2_size=512, test_size=256))

@@ -106,6 +106,18 @@ class TrainedGroup:
         ]
 
 
+def epochs_of(config, kind: str) -> int:
+    """How long a kind trains: the source `source_epochs`; the students of the
+    source (surrogates, label-only ones included) `student_epochs`, which 0
+    leaves at `epochs`; the references `epochs`."""
+    t = config.train
+    if kind == "source":
+        return t.source_epochs
+    if KINDS[kind][1] != "ground_truth":
+        return t.get("student_epochs", 0) or t.epochs
+    return t.epochs
+
+
 def group_seed(config, name: str):
     return jax.random.fold_in(jax.random.PRNGKey(config.seed), zlib.crc32(name.encode()))
 
@@ -289,7 +301,7 @@ class Zoo:
             return TrainedGroup(kind, group, *self._load(gdir, group))
         split = self.party(kind)
         cfg = self.config.train
-        epochs = cfg.source_epochs if kind == "source" else cfg.epochs
+        epochs = epochs_of(self.config, kind)
         temperature = self.temperature(kind)
         variables = fit.train_group(
             group.model,

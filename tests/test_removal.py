@@ -365,3 +365,14 @@ def test_workdir_keeps_attacks_resumes_and_refuses_stale_ones(zoo, monkeypatch):
     stale.removal.prune_sparsities = "0.1"
     with pytest.raises(removal.StaleAttackError, match="prune_sparsities"):
         harness.run_removal(zoo, fp, stale, rows, path)
+
+
+def test_attacks_from_scratch_train_as_long_as_the_testing_surrogates():
+    c = common.base()
+    c.train.update(dict(epochs=5, student_epochs=0))
+    cfg = lambda: removal.AttackConfig(c.removal, c.train, 0, jax.random.PRNGKey(0))
+    assert removal.distill_epochs(cfg()) == 5
+    c.train.student_epochs = 15
+    assert removal.distill_epochs(cfg()) == 15
+    c.removal.distill_epochs = 3
+    assert removal.distill_epochs(cfg()) == 3

@@ -77,3 +77,18 @@ def test_validate_refuses_an_unknown_source_before_training():
     c.models.source = "nope"
     with pytest.raises(zoo.SpecError, match="nope"):
         zoo.validate(c)
+
+
+def test_students_train_student_epochs_and_references_epochs():
+    c = common.base()
+    c.train.update(dict(epochs=5, source_epochs=20, student_epochs=0))
+    assert {k: zoo.epochs_of(c, k) for k in ("source", "testing_surrogate")} == {
+        "source": 20,
+        "testing_surrogate": 5,
+    }
+    c.train.student_epochs = 15
+    for kind in zoo.KINDS:
+        want = 20 if kind == "source" else 15 if zoo.KINDS[kind][1] != "ground_truth" else 5
+        assert zoo.epochs_of(c, kind) == want, kind
+    assert zoo.epochs_of(c, "label_only_surrogate") == 15
+    assert zoo.epochs_of(c, "calibration_reference") == 5
