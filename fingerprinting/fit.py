@@ -248,6 +248,39 @@ def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
     )
 
 
+def _first_state(model, tx, rng, size: int, input_shape, init) -> TrainState:
+    """Fresh members (each from its own key), or `init`'s variables with a new
+    optimizer state."""
+    if init is None:
+        return init_state(model, tx, jax.random.fold_in(rng, 10_000), size, input_shape)
+    # A fresh, uncommitted copy: the step donates its state, and committed
+    # arrays (an Orbax restore) would make it compile twice.
+    init = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), init)
+    return TrainState(
+        params=init["params"],
+        batch_stats=init.get("batch_stats", {}),
+        opt_state=jax.vmap(tx.init)(init["params"]),
+    )
+
+
+def _check_finite(loss, desc: str, steps: tuple[int, int], epoch: int, manager) -> None:
+    """Stops a diverging run with the steps and members that diverged, and says
+    whether a good checkpoint is left."""
+    if np.all(np.isfinite(loss)):
+        return
+    bad = [int(i) for i in np.flatnonzero(~np.isfinite(loss))]
+    kept = manager.latest_step() if manager is not None else None
+    raise NonFiniteLossError(
+        f"{desc}: non-finite loss at steps {steps[0]}-{steps[1]} "
+        f"(epoch {epoch + 1}), members {bad}; "
+        + (
+            f"the last good checkpoint (epoch {kept}) is kept"
+            if kept is not None
+            else "no checkpoint was written"
+        )
+    )
+
+
 def train_group(
     model,
     x_N,
@@ -284,17 +317,7 @@ def train_group(
     chunks, chunk_len = plan_chunks(n, cfg.batch_size, cfg.chunk_steps)
     tx = make_optimizer(cfg, chunks * chunk_len, epochs)
     member_keys = jax.vmap(lambda m: jax.random.fold_in(rng, m))(jnp.arange(size))
-    if init is None:
-        state = init_state(model, tx, jax.random.fold_in(rng, 10_000), size, x_N.shape[1:])
-    else:
-        # A fresh, uncommitted copy: the step donates its state, and committed
-        # arrays (an Orbax restore) would make it compile twice.
-        init = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)), init)
-        state = TrainState(
-            params=init["params"],
-            batch_stats=init.get("batch_stats", {}),
-            opt_state=jax.vmap(tx.init)(init["params"]),
-        )
+    state = _first_state(model, tx, rng, size, x_N.shape[1:], init)
     mask = None if trainable is None else expand_mask(trainable, variables_of(state))
     manager = _checkpoint_manager(ckpt_dir) if ckpt_dir else None
     start = 0
@@ -328,19 +351,8 @@ def train_group(
             )
             metrics = sharding.to_host(metrics)
             loss = metrics["loss"]
-            if not np.all(np.isfinite(loss)):
-                bad = [int(i) for i in np.flatnonzero(~np.isfinite(loss))]
-                first = epoch * chunks * chunk_len + c * chunk_len
-                kept = manager.latest_step() if manager is not None else None
-                raise NonFiniteLossError(
-                    f"{desc}: non-finite loss at steps {first + 1}-{first + chunk_len} "
-                    f"(epoch {epoch + 1}), members {bad}; "
-                    + (
-                        f"the last good checkpoint (epoch {kept}) is kept"
-                        if kept is not None
-                        else "no checkpoint was written"
-                    )
-                )
+            first = epoch * chunks * chunk_len + c * chunk_len
+            _check_finite(loss, desc, (first + 1, first + chunk_len), epoch, manager)
             faults.point("train_chunk")
             bar.update(
                 1,
