@@ -1,6 +1,6 @@
 """Reading configs: their arguments, their spec strings, and config modules by path.
 
-The configs themselves live in `configs/` (`configs/common.py` holds every
+The configs themselves live in `configs/` (`configs/_common.py` holds every
 field and its default); the library validates them (`pipeline.validate`).
 """
 

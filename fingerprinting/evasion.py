@@ -140,11 +140,6 @@ def evade(labels_N, flagged_N, num_classes: int, rng) -> np.ndarray:
     return np.where(flagged_N, rng.integers(0, num_classes, len(labels_N)), labels_N)
 
 
-def calibrated(verdict: dict, significance: float) -> bool:
-    """The calibrated decision: independence rejected at the given level."""
-    return verdict["p_value"] is not None and verdict["p_value"] < significance
-
-
 def run_evasion(zoo, fp, config) -> list[dict]:
     """The evasion game: one metrics row (kind "evasion") per testing surrogate."""
     s = settings(config)
@@ -183,9 +178,8 @@ def run_evasion(zoo, fp, config) -> list[dict]:
         on_fp = fp_lib.labels_of([tg], fp.inputs, zoo.strategy)
         on_test = fp_lib.labels_of([tg], x_test.astype(np.float32) / 255.0, zoo.strategy)
         for rec, lab_fp, lab_test in zip(tg.records(), on_fp, on_test):
-            plain = fp_lib.verify_labels(fp, lab_fp)
-            v = fp_lib.verify_labels(fp, evade(lab_fp, flag_fp, k, rng))
-            v["verified_calibrated"] = calibrated(v, significance)
+            plain = fp_lib.verify_labels(fp, lab_fp, significance=significance)
+            v = fp_lib.verify_labels(fp, evade(lab_fp, flag_fp, k, rng), significance=significance)
             caught = v["verified"] or v["verified_calibrated"]
             acc = float((evade(lab_test, flag_test, k, rng) == test.y).mean())
             acc_without = float((lab_test == test.y).mean())
@@ -205,7 +199,7 @@ def run_evasion(zoo, fp, config) -> list[dict]:
                     fingerprint_accuracy_without=plain["fingerprint_accuracy"],
                     p_value_without=plain["p_value"],
                     caught=caught,
-                    caught_without=plain["verified"] or calibrated(plain, significance),
+                    caught_without=plain["verified"] or plain["verified_calibrated"],
                     defender_wins=auc_fp <= s["max_auc"] or cost > s["max_cost"] or caught,
                 )
             )

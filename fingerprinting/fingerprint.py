@@ -333,8 +333,16 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
     return fp
 
 
-def verify_labels(fp: artifact.Fingerprint, suspect_labels, *, theta: float | None = None) -> dict:
-    """Algorithm 1 from a suspect's labels on the fingerprint, plus calibrated p-values."""
+def verify_labels(
+    fp: artifact.Fingerprint,
+    suspect_labels,
+    *,
+    theta: float | None = None,
+    significance: float = 0.01,
+) -> dict:
+    """Algorithm 1 from a suspect's labels on the fingerprint (`verified`, at
+    theta), and the calibrated decision beside it (`verified_calibrated`:
+    independence rejected at `significance`)."""
     suspect_labels = np.asarray(suspect_labels)
     if suspect_labels.shape != fp.keys.shape:
         raise errors.SuspectError(
@@ -344,13 +352,15 @@ def verify_labels(fp: artifact.Fingerprint, suspect_labels, *, theta: float | No
     n = len(fp)
     k = int((suspect_labels == fp.keys).sum())
     acc = k / n if n else 0.0
+    p = stats.p_values(k, n, fp.meta.get("calibration", {}))
     return {
         "fingerprint_accuracy": acc,
         "theta": theta,
         "verified": bool(n and acc >= theta),
+        "verified_calibrated": p["p_value"] is not None and p["p_value"] < significance,
         "agreements": k,
         "n_queries": n,
-        **stats.p_values(k, n, fp.meta.get("calibration", {})),
+        **p,
     }
 
 
@@ -426,7 +436,7 @@ def verify_suspect(
     start = time.time()
     labels = np.empty(n + d, np.int64)
     labels[order] = suspect.predict(queries)
-    result = verify_labels(fp, labels[:n], theta=theta)
+    result = verify_labels(fp, labels[:n], theta=theta, significance=significance)
     result.update(
         suspect=suspect.name,
         protocol=suspect.protocol,
@@ -435,7 +445,6 @@ def verify_suspect(
         decoys=d,
         decoy_accuracy=float((labels[n:] == fp.decoy_truth[:d]).mean()) if d else None,
         seconds=round(time.time() - start, 3),
-        verified_calibrated=result["p_value"] is not None and result["p_value"] < significance,
         **suspect.counters,
     )
     if not stored:

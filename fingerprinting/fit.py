@@ -248,6 +248,12 @@ def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
     )
 
 
+def student_epochs(train_cfg) -> int:
+    """How long the source's students train, the thieves' included:
+    `student_epochs`, or `epochs` when that is 0."""
+    return train_cfg.get("student_epochs", 0) or train_cfg.epochs
+
+
 def _first_state(model, tx, rng, size: int, input_shape, init) -> TrainState:
     """Fresh members (each from its own key), or `init`'s variables with a new
     optimizer state."""

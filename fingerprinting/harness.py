@@ -46,11 +46,7 @@ def parse_methods(spec: str) -> list[str]:
 
 def verdict(fp, labels, config) -> dict:
     """Algorithm 1 on a model's labels, and the calibrated decision beside it."""
-    v = fp_lib.verify_labels(fp, labels)
-    v["verified_calibrated"] = (
-        v["p_value"] is not None and v["p_value"] < config.verify.significance
-    )
-    return v
+    return fp_lib.verify_labels(fp, labels, significance=config.verify.significance)
 
 
 def verify_zoo(zoo, fp, config) -> list[dict]:

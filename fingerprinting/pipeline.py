@@ -127,11 +127,7 @@ def validate(config) -> None:
         ("extract.num_candidates", e.num_candidates, e.num_candidates >= 1),
         ("extract.decoys_per_input", e.decoys_per_input, e.decoys_per_input >= 0),
         ("train.epochs", config.train.epochs, config.train.epochs >= 1),
-        (
-            "train.student_epochs",
-            config.train.get("student_epochs", 0),
-            config.train.get("student_epochs", 0) >= 0,
-        ),
+        ("train.student_epochs", config.train.student_epochs, config.train.student_epochs >= 0),
         ("train.batch_size", config.train.batch_size, config.train.batch_size >= 1),
     ]
     for name, value, ok in checks:

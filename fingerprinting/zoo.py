@@ -114,7 +114,7 @@ def epochs_of(config, kind: str) -> int:
     if kind == "source":
         return t.source_epochs
     if KINDS[kind][1] != "ground_truth":
-        return t.get("student_epochs", 0) or t.epochs
+        return fit.student_epochs(t)
     return t.epochs
 
 

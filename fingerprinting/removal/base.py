@@ -74,7 +74,7 @@ def probabilities(logits) -> np.ndarray:
 
 
 def distill_epochs(cfg: AttackConfig) -> int:
-    return cfg.removal.distill_epochs or cfg.train.get("student_epochs", 0) or cfg.train.epochs
+    return cfg.removal.distill_epochs or fit.student_epochs(cfg.train)
 
 
 def train(source, x, targets, cfg: AttackConfig, *, epochs, part="", lr_scale=1.0, **kw):
