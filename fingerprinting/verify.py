@@ -1,28 +1,44 @@
-"""Entry point: verify one suspect against a fingerprint (Algorithm 1).
+"""Entry point: verify suspects against a fingerprint (Algorithm 1).
 
     python -m fingerprinting.verify --fingerprint=runs/digits/fingerprint.npz \
         --suspect=runs/digits/models/testing_surrogate-cnn_small/0
     python -m fingerprinting.verify --fingerprint=runs/digits/fingerprint.npz \
         --suspect=http://127.0.0.1:8500/v2/models/model/infer --rate_limit=20
+    python -m fingerprinting.verify --fingerprint=runs/digits/fingerprint.npz \
+        --suspect=suspect.onnx --layout=nchw --mean=0.5 --std=0.5
+    python -m fingerprinting.verify --fingerprint=runs/digits/fingerprint.npz \
+        --suspects=suspects.txt --table=verdicts.md
 
-The suspect is a model trained here, a Python callable (`module:function`) or
-a prediction URL (TF-Serving / KServe V1 `.../v1/models/NAME:predict`, Open
-Inference Protocol `.../v2/models/NAME/infer`). The fingerprint goes out
-shuffled among the benign decoys stored with it. Prints one JSON object on
-stdout (fingerprint_accuracy, decoy_accuracy, theta, verified, p_value,
-protocol, n_queries, requests, seconds, ...) and a human-readable verdict on
-stderr. Exit status 0 whatever the verdict; 2 on bad input or a suspect that
-fails to answer (then nothing is printed on stdout).
+The suspect is a model trained here, a Python callable (`module:function`), an
+ONNX file, or a prediction URL (TF-Serving / KServe V1
+`.../v1/models/NAME:predict`, Open Inference Protocol `.../v2/models/NAME/infer`).
+The fingerprint goes out shuffled among the benign decoys stored with it.
+
+One suspect: prints one JSON object on stdout (fingerprint_accuracy,
+decoy_accuracy, theta, verified, verified_calibrated, p_value, protocol,
+n_queries, requests, seconds, ...) and a verdict in words on stderr; exit
+status 2 on bad input or a suspect that fails to answer (then nothing is
+printed on stdout). `--suspects=FILE` (one spec per line, `#` comments):
+verifies each, goes on past one that fails (its row says why), prints one
+JSON line per suspect on stdout and the table on stderr, and with
+`--table=PATH.md` writes the table there and the JSON lines to PATH.jsonl.
+Exit status 0 whatever the verdicts.
 """
 
 import json
+import os
 import sys
 
 from absl import flags
 
 from fingerprinting import artifact
 from fingerprinting import cli
+from fingerprinting import config as config_lib
+from fingerprinting import errors
+from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
+from fingerprinting import screening
+from fingerprinting import signing
 from fingerprinting import suspects
 from fingerprinting.suspects import client as http_client
 from fingerprinting.suspects import protocols
@@ -31,8 +47,23 @@ _FINGERPRINT = flags.DEFINE_string("fingerprint", None, "Fingerprint file.", req
 _SUSPECT = flags.DEFINE_string(
     "suspect",
     None,
-    "WORKDIR/models/GROUP[/MEMBER], module:function, or an http(s):// prediction URL.",
-    required=True,
+    "WORKDIR/models/GROUP[/MEMBER], module:function, an .onnx file, or an http(s):// "
+    "prediction URL.",
+)
+_SUSPECTS = flags.DEFINE_string(
+    "suspects", None, "A file of suspect specs, one per line ('#' comments), instead of --suspect."
+)
+_TABLE = flags.DEFINE_string(
+    "table",
+    None,
+    "With --suspects: write the table to this markdown file and the rows to the same "
+    "name with .jsonl (neither may exist yet).",
+)
+_PUBLIC_KEY = flags.DEFINE_string(
+    "public_key",
+    None,
+    "The owner's Ed25519 public key (WORKDIR/owner.pub): refuse a fingerprint whose "
+    "signature it does not match.",
 )
 _THETA = flags.DEFINE_float(
     "theta", None, "Threshold on fingerprint accuracy (default: the fingerprint's)."
@@ -45,8 +76,19 @@ _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", None, "Inputs per request (default: 64 over HTTP, 256 otherwise)."
 )
 _PIXELS = flags.DEFINE_enum(
-    "pixels", "uint8", suspects.PIXELS, "What a callable or API receives: uint8, or float in [0,1]."
+    "pixels",
+    "uint8",
+    suspects.PIXELS,
+    "What a callable, ONNX file or API receives: uint8 pixels, or float in [0,1].",
 )
+_LAYOUT = flags.DEFINE_enum(
+    "layout", "nhwc", suspects.LAYOUTS, "Axis order the suspect takes (nchw: PyTorch's)."
+)
+_MEAN = flags.DEFINE_string(
+    "mean", "", "Normalise float pixels by (x - mean) / std: one value or one per channel, "
+    "on the [0,1] scale (e.g. 0.485,0.456,0.406); implies --pixels=float."
+)
+_STD = flags.DEFINE_string("std", "", "See --mean (e.g. 0.229,0.224,0.225).")
 _PROTOCOL = flags.DEFINE_enum(
     "protocol", "auto", ("auto",) + protocols.PROTOCOLS, "HTTP protocol (auto: from the URL path)."
 )
@@ -73,11 +115,17 @@ _HEADER = flags.DEFINE_multi_string(
 )
 
 
-def main(argv):
-    cli.check_no_args(argv)
-    fp_lib.check_levels(_THETA.value, _SIGNIFICANCE.value)
-    fp = artifact.load(_FINGERPRINT.value)
-    options = http_client.Options(
+def _input_format() -> suspects.InputFormat:
+    return suspects.InputFormat(
+        pixels=_PIXELS.value,
+        layout=_LAYOUT.value,
+        mean=tuple(config_lib.parse_floats(_MEAN.value)),
+        std=tuple(config_lib.parse_floats(_STD.value)),
+    )
+
+
+def _http_options() -> http_client.Options:
+    return http_client.Options(
         timeout=_TIMEOUT.value,
         retries=_RETRIES.value,
         backoff=_BACKOFF.value,
@@ -86,14 +134,50 @@ def main(argv):
         protocol=_PROTOCOL.value,
         headers=tuple(http_client.parse_header(h) for h in _HEADER.value),
     )
-    suspect = suspects.load_suspect(
-        _SUSPECT.value, pixels=_PIXELS.value, batch_size=_BATCH_SIZE.value, http=options
+
+
+def _check_table_paths() -> tuple[str, str] | None:
+    if _TABLE.value is None:
+        return None
+    if _SUSPECTS.value is None:
+        raise errors.ConfigError("--table goes with --suspects")
+    md, jsonl = _TABLE.value, os.path.splitext(_TABLE.value)[0] + ".jsonl"
+    for path in (md, jsonl):
+        if os.path.exists(path):
+            raise errors.StorageError(f"{path} exists; name a new --table")
+    return md, jsonl
+
+
+def main(argv):
+    cli.check_no_args(argv)
+    if (_SUSPECT.value is None) == (_SUSPECTS.value is None):
+        raise errors.ConfigError("name the suspect with --suspect=SPEC or a list with --suspects=FILE")
+    fp_lib.check_levels(_THETA.value, _SIGNIFICANCE.value)
+    outputs = _check_table_paths()
+    specs = screening.read_specs(_SUSPECTS.value) if _SUSPECTS.value else None
+    if _PUBLIC_KEY.value is not None:
+        digest = signing.check(_FINGERPRINT.value, _PUBLIC_KEY.value)
+        print(f"signature: valid, fingerprint sha256 {digest}", file=sys.stderr)
+    fp = artifact.load(_FINGERPRINT.value)
+    fmt, options = _input_format(), _http_options()
+    load = lambda spec: suspects.load_suspect(
+        spec, pixels=fmt, batch_size=_BATCH_SIZE.value, http=options
     )
-    result = fp_lib.verify_suspect(
-        fp, suspect, theta=_THETA.value, decoys=_DECOYS.value, significance=_SIGNIFICANCE.value
-    )
-    print(json.dumps(result, sort_keys=True))
-    print(fp_lib.verdict_summary(result), file=sys.stderr)
+    levels = dict(theta=_THETA.value, decoys=_DECOYS.value, significance=_SIGNIFICANCE.value)
+    if specs is None:
+        result = fp_lib.verify_suspect(fp, load(_SUSPECT.value), **levels)
+        print(json.dumps(result, sort_keys=True))
+        print(fp_lib.verdict_summary(result), file=sys.stderr)
+        return
+    rows = screening.verify_each(fp, specs, load, **levels)
+    for row in rows:
+        print(json.dumps(row, sort_keys=True))
+    text = screening.table(rows)
+    print(f"{text}\n{screening.summary(rows)}", file=sys.stderr)
+    if outputs:
+        files.write_text_atomic(outputs[0], text + "\n")
+        files.write_jsonl_atomic(outputs[1], rows)
+        print(f"wrote {outputs[0]} and {outputs[1]}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -78,8 +78,9 @@ def from_checkpoint(spec: str, strategy=None) -> Suspect:
     return Suspect(model.name, "checkpoint", fn, model.num_classes, model.input_shape)
 
 
-def from_callable(spec: str, pixels: str = "uint8") -> Suspect:
-    """`package.module:function`, called on uint8 or float NHWC batches."""
+def from_callable(spec: str, pixels="uint8") -> Suspect:
+    """`package.module:function`, called on batches in the `InputFormat` (or
+    pixel format) `pixels`."""
     module_name, _, attr = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)

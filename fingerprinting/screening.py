@@ -1,0 +1,108 @@
+"""Many suspects verified against one fingerprint: `verify --suspects=FILE`.
+
+A suspect list is a text file of suspect specs, one per line, with `#`
+comments and blank lines ignored. Each suspect is verified on its own; one
+that fails (an unreachable URL, a file that is not a model, an answer that is
+not labels) gets a row saying why, and the others are verified all the same.
+The rows come out as JSON lines and as one markdown table.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+from fingerprinting import errors
+from fingerprinting import files
+from fingerprinting import fingerprint as fp_lib
+from fingerprinting import progress
+from fingerprinting.suspects import printable
+
+
+_COMMENT = re.compile(r"(^|\s)#.*")
+
+
+def read_specs(path: str) -> list[str]:
+    """The specs a suspect list names, in order."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise errors.StorageError(f"{path}: cannot read the suspect list ({e})") from None
+    # A '#' opens a comment at the start of a line or after a space, so a path
+    # or URL that holds one stays whole.
+    specs = [s for s in (_COMMENT.sub("", line).strip() for line in lines) if s]
+    if not specs:
+        raise errors.ConfigError(f"{path}: the suspect list names no suspect")
+    return specs
+
+
+def verify_each(fp, specs: list[str], load: Callable[[str], object], **verify_kwargs) -> list[dict]:
+    """One row per spec: `verify_suspect`'s result, or the error that stopped it.
+
+    Only a user error (a suspect that cannot be loaded or queried) becomes a
+    row; a bug still raises."""
+    rows = []
+    for i, spec in enumerate(specs):
+        progress.log(f"suspect {i + 1}/{len(specs)}: {printable(spec)}")
+        start = time.time()
+        try:
+            row = fp_lib.verify_suspect(fp, load(spec), **verify_kwargs)
+        except errors.UserError as e:
+            row = {"suspect": spec, "error": str(e), "seconds": round(time.time() - start, 3)}
+            progress.log(f"  failed: {e}")
+        else:
+            progress.log(f"  {fp_lib.verdict_summary(row)}")
+        rows.append({"spec": spec, **row})
+    return rows
+
+
+def verdict(row: dict) -> str:
+    if "error" in row:
+        return "failed: " + printable(row["error"], 120).replace("|", "\\|")
+    derived = [
+        name
+        for name, key in (("theta", "verified"), ("calibrated", "verified_calibrated"))
+        if row.get(key)
+    ]
+    return f"derived ({' and '.join(derived)})" if derived else "not derived"
+
+
+def _number(value, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table of `verify_each`'s rows."""
+    header = [
+        "suspect",
+        "fingerprint accuracy",
+        "decoy accuracy",
+        "p-value",
+        "verdict",
+        "queries",
+        "seconds",
+    ]
+    body = [
+        [
+            "`" + printable(r["spec"], 80).replace("|", "\\|").replace("`", "'") + "`",
+            _number(r.get("fingerprint_accuracy"), ".3f"),
+            _number(r.get("decoy_accuracy"), ".3f"),
+            _number(r.get("p_value"), ".2g"),
+            verdict(r),
+            _number(r.get("n_queries"), "d"),
+            _number(r.get("seconds"), ".1f"),
+        ]
+        for r in rows
+    ]
+    return files.md_table(header, body)
+
+
+def summary(rows: list[dict]) -> str:
+    failed = sum("error" in r for r in rows)
+    derived = sum(r.get("verified", False) or r.get("verified_calibrated", False) for r in rows)
+    return (
+        f"{len(rows)} suspects: {derived} verified as derived (at theta or by the calibrated "
+        f"test), {len(rows) - failed - derived} not, {failed} failed"
+    )
