@@ -29,6 +29,7 @@ from fingerprinting import pipeline
 from fingerprinting import progress
 from fingerprinting import removal
 from fingerprinting import report
+from fingerprinting import workdir_lock
 
 TESTED_KINDS = (
     "source",
@@ -221,6 +222,7 @@ def parse_seeds(spec: str) -> list[int]:
 def run_study(config, workdir: str, seeds: list[int]) -> list[dict]:
     """`run_evaluate` once per seed, in WORKDIR/seed-N (each resumable), then
     one table and one plot over the seeds: WORKDIR/study.md and plots/study.png."""
+    workdir_lock.acquire(workdir)  # each seed's directory has a lock of its own too
     study = []
     for i, seed in enumerate(seeds):
         progress.log(f"study: seed {seed} ({i + 1} of {len(seeds)})")
@@ -229,6 +231,7 @@ def run_study(config, workdir: str, seeds: list[int]) -> list[dict]:
             cfg.seed = seed
         rows = run_evaluate(cfg, os.path.join(workdir, f"seed-{seed}"))
         study.append(report.study_row(seed, rows))
+    workdir_lock.acquire(workdir)  # made by the first seed's run if it was new
     os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
     text = report.write_study(workdir, study, config.verify.theta, config.verify.significance)
     print(text)

@@ -8,7 +8,8 @@ Each stage runs the ones before it when their outputs are missing and skips
 whatever is already on disk, so a killed run, rerun with the same command,
 resumes where it stopped. The resolved config is written to
 WORKDIR/config.json; a work directory refuses a config that would change the
-data or models it already holds.
+data or models it already holds, and a second process while one is writing
+into it (`workdir_lock`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import progress
 from fingerprinting import removal
+from fingerprinting import workdir_lock
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.attacks import cbim as cbim_lib
 
@@ -137,11 +139,13 @@ def validate(config) -> None:
 
 def open_zoo(config, workdir: str) -> zoo_lib.Zoo:
     """The zoo of a work directory; nothing is written before the config and the
-    data have been checked."""
+    data have been checked, and before this process holds the directory's lock."""
     validate(config)  # names first: no data loading for a typo
+    workdir_lock.acquire(workdir)  # a directory in use: refused before loading data
     check_pinned(config, workdir)
     splits = load_splits(config)
     os.makedirs(workdir, exist_ok=True)
+    workdir_lock.acquire(workdir)  # a new directory: locked once it exists
     for d in (workdir, os.path.join(workdir, "plots")):
         files.remove_temporaries(d)
     pin_config(config, workdir)
@@ -187,6 +191,7 @@ def run_extract(config, workdir: str, *, zoo=None, overwrite: bool = False) -> a
     An existing fingerprint is never replaced unless `overwrite`; then the old
     file stays beside the new one as fingerprint.old-N.npz.
     """
+    workdir_lock.acquire(workdir)
     path = fingerprint_path(workdir)
     if os.path.exists(path) and not overwrite:
         fp = artifact.load(path)
