@@ -21,8 +21,8 @@ def base() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict(
         dict(
-            name="digits",  # digits, fashion_mnist, cifar10, cinic10 or imagenet32
-            dir="",  # where the files are; "" for the default place of each data set
+            name="digits",  # digits, fashion_mnist, cifar10, cinic10, imagenet32; image_folder, npz
+            dir="",  # where the files are (the .npz file for npz); "": each data set's default
             seed=0,  # added to `seed` for the party split: every seed splits anew
             d1_size=0,  # 0: the dataset's default party and test sizes
             d2_size=0,  # the adversary's data D2

@@ -50,7 +50,10 @@ VARIANTS = {
     "cifar10": "smoke",
     "cinic10": "smoke",
     "imagenet32": "smoke",
+    "custom": "smoke",
 }
+# Configs whose data set is not their own name: a user's own data.
+DATASET_OF = {"custom": "image_folder"}
 # (d1, d2, test) of the paper (Section 6.1 and its appendix); CIFAR-10: its
 # 50,000 training images halved between the parties, the whole test set.
 PAPER_SIZES = {
@@ -105,7 +108,10 @@ def model_count(config):
 
 def test_every_dataset_has_a_config():
     assert set(CONFIGS) == set(VARIANTS), "add a new config's variant to VARIANTS"
-    assert set(CONFIGS) >= set(data.DATASETS)
+    assert set(CONFIGS) >= set(data.BUILTIN_DATASETS)
+    # A user's data, in either format, runs with configs/custom.py (data.name picks the format).
+    assert set(DATASET_OF.values()) <= set(data.USER_DATASETS)
+    assert set(data.DATASETS) == set(data.BUILTIN_DATASETS) | set(data.USER_DATASETS)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +122,7 @@ def test_config_loads_and_validates(name, arg):
     config = module.get_config(arg) if arg else module.get_config()
     assert isinstance(config, ml_collections.ConfigDict)
     zoo.validate(config)
-    assert config.data.name == name and name in data.DATASETS
+    assert config.data.name == DATASET_OF.get(name, name) and config.data.name in data.DATASETS
     assert config.models.source in models.ARCHITECTURES
     # The entry points' loader (ml_collections.config_flags) gives the same config.
     assert parse_config(name, arg).to_dict() == config.to_dict()

@@ -1,9 +1,10 @@
-"""What every part of the data package shares: the splits, the data set
-names, and the one error a user sees for bad data."""
+"""What every part of the data package shares: a data set as read, the
+splits, the data set names, and the one error a user sees for bad data."""
 
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -12,6 +13,17 @@ from fingerprinting import errors
 
 class DataError(errors.UserError, ValueError):
     """A data set is unknown, missing, malformed, or too small for a request."""
+
+
+class Raw(NamedTuple):
+    """A data set as stored, kept small (uint8) until the split is cut."""
+
+    pool_x: np.ndarray  # uint8 [N, H, W, C] (or float in [0, 1], scale 1)
+    pool_y: np.ndarray  # int32 [N]
+    test_x: np.ndarray  # empty when there is no official test split
+    test_y: np.ndarray
+    names: tuple[str, ...]
+    scale: float  # the pixel value that maps to 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +65,19 @@ class Splits:
         return tuple(int(s) for s in self.d1.x.shape[1:])
 
 
-DATASETS: tuple[str, ...] = ("digits", "fashion_mnist", "cifar10", "cinic10", "imagenet32")
-# Knockoff transfer sets: any data set, or patches of scikit-learn's sample photographs.
-TRANSFER_SETS: tuple[str, ...] = DATASETS + ("sample_images",)
+# The data sets this project knows, each with its own config.
+BUILTIN_DATASETS: tuple[str, ...] = (
+    "digits",
+    "fashion_mnist",
+    "cifar10",
+    "cinic10",
+    "imagenet32",
+)
+# A model owner's own data, in the file layout the name says (configs/custom.py).
+USER_DATASETS: tuple[str, ...] = ("image_folder", "npz")
+DATASETS: tuple[str, ...] = BUILTIN_DATASETS + USER_DATASETS
+# Knockoff transfer sets: any built-in data set, or patches of scikit-learn's
+# sample photographs.
+TRANSFER_SETS: tuple[str, ...] = BUILTIN_DATASETS + ("sample_images",)
 # Data sets that only exist in a directory the user names.
 NEEDS_DIR: tuple[str, ...] = ("cinic10", "imagenet32")

@@ -1,24 +1,27 @@
 """The readers of each on-disk format: scikit-learn's digits, Fashion-MNIST
 as IDX files (or through TFDS), CIFAR-10 through TFDS, CINIC-10 as the
 official PNG tree, the 100-class ImageNet32 subset of the paper from the
-official npz batches. Each returns the data set as stored (uint8 pixels);
-every failure is a `DataError` that says what was expected and where."""
+official npz batches; a user's own image folder or npz file through
+`user_data`. Each returns the data set as stored (uint8 pixels); every
+failure is a `DataError` that says what was expected and where."""
 
 from __future__ import annotations
 
 import gzip
 import math
 import os
-from typing import NamedTuple
 
 import numpy as np
 
 from fingerprinting.data.base import DATASETS
 from fingerprinting.data.base import DataError
+from fingerprinting.data.base import Raw
 from fingerprinting.data.classes import CINIC10_CLASSES
 from fingerprinting.data.classes import FASHION_MNIST_CLASSES
 from fingerprinting.data.classes import IMAGENET32_CLASSES
 from fingerprinting.data.classes import _IMAGENET32_CLSLOC
+from fingerprinting.data.user_data import read_image_folder
+from fingerprinting.data.user_data import read_npz
 
 # Debian's fashion-mnist package installs the IDX files here.
 _FASHION_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
@@ -35,17 +38,6 @@ _IMAGENET32_VAL = "val_data.npz"
 _IMAGENET32_MAP = "map_clsloc.txt"
 
 
-class _Raw(NamedTuple):
-    """A data set as stored: uint8 pixels, kept small until the split is cut."""
-
-    pool_x: np.ndarray  # uint8 [N, H, W, C]
-    pool_y: np.ndarray  # int32 [N]
-    test_x: np.ndarray  # uint8, empty when there is no official test split
-    test_y: np.ndarray
-    names: tuple[str, ...]
-    scale: float  # the pixel value that maps to 1.0
-
-
 # ---------------------------------------------------------------- readers --
 
 
@@ -54,13 +46,13 @@ def _need_dir(path: str, what: str) -> None:
         raise DataError(f"{what}: expected a directory at {path!r}; it does not exist.")
 
 
-def _read_digits(_: str | None) -> _Raw:
+def _read_digits(_: str | None) -> Raw:
     from sklearn import datasets  # pylint: disable=g-import-not-at-top
 
     d = datasets.load_digits()
     x = d.images.astype(np.uint8)[..., None]  # values 0..16
     y = d.target.astype(np.int32)
-    return _Raw(x, y, x[:0], y[:0], tuple(str(i) for i in range(10)), 16.0)
+    return Raw(x, y, x[:0], y[:0], tuple(str(i) for i in range(10)), 16.0)
 
 
 def _read_idx(path: str, magic: int, ndim: int) -> np.ndarray:
@@ -87,7 +79,7 @@ def _read_idx(path: str, magic: int, ndim: int) -> np.ndarray:
     return body.reshape(dims)
 
 
-def _read_fashion_idx(data_dir: str) -> _Raw:
+def _read_fashion_idx(data_dir: str) -> Raw:
     paths = {k: os.path.join(data_dir, v) for k, v in _FASHION_FILES.items()}
     missing = [p for p in paths.values() if not os.path.isfile(p)]
     if missing:
@@ -106,7 +98,7 @@ def _read_fashion_idx(data_dir: str) -> _Raw:
                 " labels."
             )
         parts += [x[..., None], y.astype(np.int32)]
-    return _Raw(*parts, FASHION_MNIST_CLASSES, 255.0)
+    return Raw(*parts, FASHION_MNIST_CLASSES, 255.0)
 
 
 def _tfds_read(name: str, split: str, data_dir: str | None):
@@ -141,13 +133,13 @@ def _tfds_read(name: str, split: str, data_dir: str | None):
     return x, y, names
 
 
-def _read_tfds(name: str, data_dir: str | None) -> _Raw:
+def _read_tfds(name: str, data_dir: str | None) -> Raw:
     px, py, names = _tfds_read(name, "train", data_dir)
     tx, ty, _ = _tfds_read(name, "test", data_dir)
-    return _Raw(px, py, tx, ty, names, 255.0)
+    return Raw(px, py, tx, ty, names, 255.0)
 
 
-def _read_fashion(data_dir: str | None) -> _Raw:
+def _read_fashion(data_dir: str | None) -> Raw:
     # A directory holding a TFDS build (a `fashion_mnist/` folder) is a TFDS
     # data dir, not an IDX dir.
     if data_dir is not None and not os.path.isdir(os.path.join(data_dir, "fashion_mnist")):
@@ -197,7 +189,7 @@ def _read_cinic_split(data_dir: str, split: str):
     return x, np.asarray(labels, np.int32)
 
 
-def _read_cinic(data_dir: str | None) -> _Raw:
+def _read_cinic(data_dir: str | None) -> Raw:
     if data_dir is None:
         raise DataError(
             "cinic10: needs a data dir holding the official release"
@@ -208,7 +200,7 @@ def _read_cinic(data_dir: str | None) -> _Raw:
     vx, vy = _read_cinic_split(data_dir, "valid")
     sx, sy = _read_cinic_split(data_dir, "test")
     # The paper pools train and valid (180,000 images) for the two parties.
-    return _Raw(np.concatenate([tx, vx]), np.concatenate([ty, vy]), sx, sy, CINIC10_CLASSES, 255.0)
+    return Raw(np.concatenate([tx, vx]), np.concatenate([ty, vy]), sx, sy, CINIC10_CLASSES, 255.0)
 
 
 def _read_clsloc(path: str) -> tuple[int, ...]:
@@ -291,7 +283,7 @@ def _read_imagenet_file(path: str, lookup: np.ndarray):
     return x[keep], new[keep].astype(np.int32)
 
 
-def _read_imagenet(data_dir: str | None) -> _Raw:
+def _read_imagenet(data_dir: str | None) -> Raw:
     if data_dir is None:
         raise DataError(
             "imagenet32: needs a data dir holding the official"
@@ -312,7 +304,7 @@ def _read_imagenet(data_dir: str | None) -> _Raw:
     lookup[list(index)] = np.arange(len(index))
     train = [_read_imagenet_file(os.path.join(data_dir, f), lookup) for f in _IMAGENET32_BATCHES]
     vx, vy = _read_imagenet_file(os.path.join(data_dir, _IMAGENET32_VAL), lookup)
-    return _Raw(
+    return Raw(
         np.concatenate([x for x, _ in train]),
         np.concatenate([y for _, y in train]),
         vx,
@@ -328,10 +320,12 @@ _READERS = {
     "cifar10": lambda d: _read_tfds("cifar10", d),
     "cinic10": _read_cinic,
     "imagenet32": _read_imagenet,
+    "image_folder": read_image_folder,
+    "npz": read_npz,
 }
 
 
-def read(name: str, data_dir: str | None) -> _Raw:
+def read(name: str, data_dir: str | None) -> Raw:
     if name not in _READERS:
         raise DataError(f"Unknown dataset {name!r}; known: {', '.join(DATASETS)}.")
     return _READERS[name](data_dir)

@@ -13,14 +13,17 @@ from fingerprinting.data.base import Split
 from fingerprinting.data.base import Splits
 from fingerprinting.data.readers import read
 
-# (d1, d2, test) defaults; digits is derived from its size (see _sizes).
+# (d1, d2, test) defaults; other data sets (digits, a user's) halve the pool
+# between the parties and test on the whole test split (see _indices).
 _DEFAULT_SIZES = {
     "fashion_mnist": (30_000, 30_000, 10_000),
     "cifar10": (25_000, 25_000, 10_000),
     "cinic10": (85_000, 95_000, 90_000),  # the paper's split
     "imagenet32": (64_000, 64_000, 5_000),  # the paper's split
 }
-_DIGITS_HOLDOUT = 0.2  # digits has no official test split
+# Share of the pool held out as the test split where a data set has none
+# (digits, a user's data without one).
+_HOLDOUT = 0.2
 
 # ITU-R BT.601 luma weights: the usual RGB -> gray conversion (PIL's "L").
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -36,8 +39,8 @@ def load_raw(name: str, data_dir: str | None = None) -> tuple[Split, Split, tupl
     """(pool, test, class_names): pool = all images the parties share.
 
     The pool is the train split (+ valid for cinic10). test is the official
-    test split; it is empty for digits, which has none (load_splits then
-    holds out a seeded 20% of the pool).
+    test split; it is empty for digits and for a user's data without one
+    (load_splits then holds out a seeded 20% of the pool).
     """
     raw = read(name, data_dir)
     return (
@@ -58,18 +61,23 @@ def _size(config, field: str) -> int | None:
 
 def _indices(name: str, n_pool: int, n_test: int, seed: int, d1, d2, nt):
     """Index arrays (d1, d2, test-into-pool-or-None, test-into-test)."""
+    total = n_pool + n_test
     perm = np.random.default_rng(seed).permutation(n_pool)
     held = None
     if n_test == 0:  # no official test split: hold out a seeded 20% of the pool
-        k = int(round(_DIGITS_HOLDOUT * n_pool))
-        held, perm = perm[:k], perm[k:]
-        n_test = k
-        default = (len(perm) // 2, len(perm) - len(perm) // 2, k)
-    else:
-        default = _DEFAULT_SIZES[name]
+        n_test = int(round(_HOLDOUT * n_pool))
+        held, perm = perm[:n_test], perm[n_test:]
+    half = len(perm) // 2
+    default = _DEFAULT_SIZES.get(name, (half, len(perm) - half, n_test))
     d1 = default[0] if d1 is None else d1
     d2 = default[1] if d2 is None else d2
     nt = default[2] if nt is None else nt
+    if min(d1, d2, nt) < 1:
+        raise DataError(
+            f"{name}: {total} images are too few"
+            f" for the party splits: D1 would get {d1}, D2 {d2} and the test split"
+            f" {nt}; each needs at least one."
+        )
     if d1 + d2 > len(perm):
         raise DataError(
             f"{name}: d1_size={d1} + d2_size={d2} = {d1 + d2} images asked for,"
@@ -150,6 +158,12 @@ def load_splits(config) -> Splits:
     sizes = [_size(config, f) for f in ("d1_size", "d2_size", "test_size")]
 
     raw = read(name, getattr(config, "dir", None))
+    h, w = raw.pool_x.shape[1:3]
+    if h != w and not resize:  # Knockoff's transfer sets, for one, are square
+        raise DataError(
+            f"{name}: the images are {w}x{h} (width x height); the models need square"
+            " images: set data.resize=S to resize them to S x S."
+        )
     i1, i2, held, itest = _indices(name, len(raw.pool_y), len(raw.test_y), int(seed), *sizes)
     # Index the uint8 arrays, then convert only what is kept to float32.
     pick = lambda x, y, i: adapt(to_split(x[i], y[i], raw.scale), resize, channels)
