@@ -149,20 +149,32 @@ def parse_v2_request(request, max_inputs: int | None = None) -> np.ndarray:
     return _unit_pixels(a, datatype in _INTEGER_TYPES)
 
 
+def requested_outputs(request: dict) -> list[str]:
+    """The output names a V2 request asks for; none named: every output."""
+    wanted = request.get("outputs", [])
+    if not isinstance(wanted, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted
+    ):
+        raise ValueError('"outputs" must be a list of objects, each with a "name"')
+    return [o["name"] for o in wanted]
+
+
 def encode_v1_answer(out: np.ndarray) -> dict:
     return {"predictions": out.tolist()}
 
 
-def encode_v2_answer(out: np.ndarray, model_name: str) -> dict:
+def encode_v2_answer(out: np.ndarray, model_name: str, request_id=None) -> dict:
+    """The answer to a request, with its `id` when it had one (a string)."""
     scores = out.ndim == 2
-    return {
-        "model_name": model_name,
-        "outputs": [
-            {
-                "name": "probabilities" if scores else "label",
-                "shape": list(out.shape),
-                "datatype": "FP32" if scores else "INT64",
-                "data": out.ravel().tolist(),
-            }
-        ],
-    }
+    answer = {"model_name": model_name}
+    if isinstance(request_id, str):
+        answer["id"] = request_id
+    answer["outputs"] = [
+        {
+            "name": "probabilities" if scores else "label",
+            "shape": list(out.shape),
+            "datatype": "FP32" if scores else "INT64",
+            "data": out.ravel().tolist(),
+        }
+    ]
+    return answer

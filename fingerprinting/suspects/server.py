@@ -4,9 +4,13 @@ protocols over HTTP (the entry point is `fingerprinting.serve`).
 It answers
 - `POST /v1/models/NAME:predict` (TF-Serving / KServe V1),
 - `POST /v2/models/NAME/infer` (Open Inference Protocol: KServe V2, Triton),
-- `GET /v2/models/NAME` (V2 metadata), `GET /v1/models/NAME` (V1 status),
-  `GET /v2/health/live` and `/v2/health/ready`,
+- `GET /v2` (server metadata), `GET /v2/models/NAME[/versions/V]` (model
+  metadata) and `.../ready` (model readiness), `GET /v1/models/NAME` (V1
+  status), `GET /v2/health/live` and `/v2/health/ready`,
 with class probabilities, or only labels (the paper's label-only API).
+V2 tensors travel as JSON: a request in the binary tensor data extension
+(`Inference-Header-Content-Length`) is a 400 that says so; a response echoes
+the request's `id`, and a request for an output the model lacks is a 400.
 
 Clients may be hostile: a connection silent for `Limits.timeout` s is closed,
 at most `Limits.max_connections` are held at once (one more is answered 503
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import importlib.metadata
 import json
 import re
 import threading
@@ -33,6 +38,7 @@ from fingerprinting.suspects.local import CheckpointModel
 
 ANSWERS = ("scores", "labels")
 MAX_BODY = 64 << 20  # bytes of one request
+SERVER_NAME = "fingerprinting-serve"
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -78,10 +84,13 @@ def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits 
         else {"name": "label", "datatype": "INT64", "shape": [-1]}
     )
     get_routes = {
+        "/v2": {"name": SERVER_NAME, "version": _version(), "extensions": []},
         "/v2/health/live": {"live": True},
         "/v2/health/ready": {"ready": True},
+        f"/v2/models/{name}/ready": {"name": name, "ready": True},
         f"/v2/models/{name}": {
             "name": name,
+            "versions": ["1"],
             "platform": "jax",
             "inputs": [{"name": "input", "datatype": "UINT8", "shape": [-1, h, w, c]}],
             "outputs": [output],
@@ -98,7 +107,7 @@ def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits 
         # Headers and body go out as two writes; with Nagle's algorithm the second
         # waits for the client's delayed ACK, 40 ms a request.
         disable_nagle_algorithm = True
-        server_version = "fingerprinting-serve"
+        server_version = SERVER_NAME
         timeout = limits.timeout  # socket timeout: a silent client loses its connection
 
         def log_message(self, *args):  # quiet: a verification sends thousands of requests
@@ -120,6 +129,7 @@ def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits 
 
         def do_GET(self):
             path = self.path.split("?")[0].rstrip("/")
+            path = _VERSION.sub(r"\1", path)  # one model, whatever version is asked
             if path in get_routes:
                 self.send_json(200, get_routes[path])
             else:
@@ -139,12 +149,26 @@ def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits 
             if found is None or found[1] != name:
                 return self.send_json(404, {"error": f"no model at {self.path}; this is {name!r}"})
             protocol = found[0]
+            if protocol == "v2" and "Inference-Header-Content-Length" in self.headers:
+                return self.send_json(
+                    400,
+                    {
+                        "error": "binary tensor data (Inference-Header-Content-Length) is not "
+                        "supported; send the tensors as JSON"
+                    },
+                )
             try:
                 request = json.loads(body)
-                parse = (
-                    protocols.parse_v1_request if protocol == "v1" else protocols.parse_v2_request
-                )
-                out = predict(parse(request, max_inputs=limits.max_inputs))
+                if protocol == "v1":
+                    x = protocols.parse_v1_request(request, max_inputs=limits.max_inputs)
+                else:
+                    x = protocols.parse_v2_request(request, max_inputs=limits.max_inputs)
+                    for wanted in protocols.requested_outputs(request):
+                        if wanted != output["name"]:
+                            raise ValueError(
+                                f"no output {wanted!r}; this model has {output['name']!r}"
+                            )
+                out = predict(x)
             except ValueError as e:  # json.JSONDecodeError is one
                 return self.send_json(400, {"error": str(e)})
             except RecursionError:
@@ -152,9 +176,20 @@ def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits 
             if protocol == "v1":
                 self.send_json(200, protocols.encode_v1_answer(out))
             else:
-                self.send_json(200, protocols.encode_v2_answer(out, name))
+                request_id = request.get("id")
+                self.send_json(200, protocols.encode_v2_answer(out, name, request_id))
 
     return Handler
+
+
+_VERSION = re.compile(r"^(/v2/models/[^/]+)/versions/[^/]+")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fingerprinting")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 class BoundedServer(http.server.ThreadingHTTPServer):
