@@ -16,12 +16,14 @@ fast on a CPU.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from fingerprinting import conv_layout
@@ -81,6 +83,16 @@ def resolve_loop(loop: str | None) -> str:
     if loop not in LOOPS:
         raise errors.ConfigError(f"unknown loop {loop!r}; expected auto, {' or '.join(LOOPS)}")
     return loop
+
+
+def parameter_hash(variables) -> str:
+    """SHA-256 of a model's parameters: the source's identity in the fingerprint."""
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+        a = np.asarray(leaf)
+        h.update(jax.tree_util.keystr(path).encode() + a.dtype.str.encode() + str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
 def num_members(tree) -> int:

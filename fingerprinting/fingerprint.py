@@ -57,16 +57,6 @@ def to_uint8(x) -> np.ndarray:
     return np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
 
 
-def parameter_hash(variables) -> str:
-    """SHA-256 of a model's parameters: the source's identity in the fingerprint."""
-    h = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
-        a = np.asarray(leaf)
-        h.update(jax.tree_util.keystr(path).encode() + a.dtype.str.encode() + str(a.shape).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
 def labels_of(trained_groups, x, strategy=None) -> np.ndarray:
     """Argmax labels of every member of the given trained groups, [M, N]."""
     if not trained_groups:
@@ -195,7 +185,7 @@ def cbim_signature(ecfg, seed: int, x0, y, variables) -> str:
     for a in (x0, y):
         h.update(np.ascontiguousarray(a).tobytes())
     for v in variables:
-        h.update(parameter_hash(v).encode())
+        h.update(ensemble.parameter_hash(v).encode())
     return h.hexdigest()
 
 
@@ -312,7 +302,7 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
         "class_names": list(zoo.splits.class_names),
         "num_classes": zoo.splits.num_classes,
         "input_shape": list(zoo.splits.input_shape),
-        "source_hash": parameter_hash(zoo.source().variables),
+        "source_hash": ensemble.parameter_hash(zoo.source().variables),
         "source_architecture": zoo.source().group.arch,
         "theta": config.verify.theta,
         "config": config.to_dict(),

@@ -23,6 +23,7 @@ from fingerprinting import data as data_lib
 from fingerprinting import ensemble
 from fingerprinting import errors
 from fingerprinting import evasion
+from fingerprinting import external
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import progress
@@ -104,6 +105,12 @@ def validate(config) -> None:
     """Every name and range in a config, checked before any data or training."""
     zoo_lib.validate(config)
     removal.validate(config)
+    if external.is_external(config.models.source) and removal.parse_attacks(config.removal.attacks):
+        raise errors.ConfigError(
+            "removal attacks retrain or re-initialise the source's architecture, which "
+            f"models.source={config.models.source} does not give; pass "
+            "--config.removal.attacks= (none), or use a built-in architecture"
+        )
     evasion.settings(config)
     ensemble.resolve_loop(config.train.loop)
     e = config.extract

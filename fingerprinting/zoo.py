@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from fingerprinting import data as data_lib
 from fingerprinting import ensemble
 from fingerprinting import errors
+from fingerprinting import external
 from fingerprinting import faults
 from fingerprinting import files
 from fingerprinting import fit
@@ -127,6 +128,9 @@ def _kind_spec(config, kind: str) -> str:
 
 
 def groups_of_kind(config, kind: str, num_classes: int) -> list[ensemble.Group]:
+    if kind == "source" and external.is_external(config.models.source):
+        spec = config.models.source
+        return [ensemble.Group("source-external", spec, external.model(spec), 1)]
     specs = (
         [(config.models.source, 1)] if kind == "source" else parse_spec(_kind_spec(config, kind))
     )
@@ -138,11 +142,13 @@ def groups_of_kind(config, kind: str, num_classes: int) -> list[ensemble.Group]:
 
 def validate(config) -> None:
     """Fails on bad names before any training starts."""
-    if config.models.source not in models.ARCHITECTURES:
+    source = config.models.source
+    if source not in models.ARCHITECTURES and not external.is_external(source):
         raise SpecError(
-            f"unknown source architecture {config.models.source!r}; "
-            f"expected one of {', '.join(models.ARCHITECTURES)}"
+            f"unknown source architecture {source!r}; expected one of "
+            f"{', '.join(models.ARCHITECTURES)}, or package.module:function for your own model"
         )
+
     for kind in KINDS:
         if kind != "source":
             parse_spec(_kind_spec(config, kind))
@@ -297,6 +303,8 @@ class Zoo:
         result_path = os.path.join(gdir, "result.json")
         final = os.path.join(gdir, "final")
         test = self.splits.test
+        if isinstance(group.model, external.ExternalModel):
+            return self._external_source(group, result_path)
         if os.path.exists(result_path):
             return TrainedGroup(kind, group, *self._load(gdir, group))
         split = self.party(kind)
@@ -333,6 +341,36 @@ class Zoo:
         self.trained_now += 1
         faults.point("group")  # between groups
         return TrainedGroup(kind, group, variables, acc)
+
+    def _external_source(self, group: ensemble.Group, result_path: str) -> TrainedGroup:
+        """The user's own source: checked against the data, never trained or
+        saved; the work directory keeps its parameters' hash and refuses others."""
+        variables = external.stacked_variables(group.arch)
+        external.check_fits(group.model, variables, self.splits.input_shape, self.splits.num_classes)
+        digest = ensemble.parameter_hash(variables)
+        if os.path.exists(result_path):
+            record = files.read_json(result_path)
+            if record.get("parameter_hash") != digest:
+                raise CheckpointError(
+                    f"{group.arch} now returns other weights than the source this work "
+                    f"directory was made with ({os.path.dirname(result_path)}); use a new --workdir"
+                )
+            return TrainedGroup("source", group, variables, np.asarray(record["test_accuracy"]))
+        test = self.splits.test
+        acc = fit.accuracies(group.model, variables, test.x, test.y, strategy=self.strategy)
+        files.write_json_atomic(
+            result_path,
+            {
+                "test_accuracy": acc.tolist(),
+                "kind": "source",
+                "architecture": group.arch,
+                "num_classes": self.splits.num_classes,
+                "input_shape": list(self.splits.input_shape),
+                "parameter_hash": digest,
+            },
+        )
+        progress.log(f"{group.arch}: the given source, test accuracy {acc[0]:.3f}")
+        return TrainedGroup("source", group, variables, acc)
 
     def _load(self, gdir: str, group: ensemble.Group) -> tuple[dict, np.ndarray]:
         """The final variables and test accuracies of a trained group, checked."""
