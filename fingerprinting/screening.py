@@ -1,7 +1,10 @@
 """Many suspects verified against one fingerprint: `verify --suspects=FILE`.
 
 A suspect list is a text file of suspect specs, one per line, with `#`
-comments and blank lines ignored. Each suspect is verified on its own; one
+comments and blank lines ignored. A spec may be followed by the input-format
+flags that suspect needs (`model.onnx --layout=nchw --mean=0.5 --std=0.5`),
+which override the command line's for that line only. Each suspect is
+verified on its own; one
 that fails (an unreachable URL, a file that is not a model, an answer that is
 not labels) gets a row saying why, and the others are verified all the same.
 The rows come out as JSON lines and as one markdown table.
@@ -9,6 +12,7 @@ The rows come out as JSON lines and as one markdown table.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -21,10 +25,31 @@ from fingerprinting.suspects import printable
 
 
 _COMMENT = re.compile(r"(^|\s)#.*")
+LINE_FLAGS = ("pixels", "layout", "mean", "std")  # what a line may set for its suspect
 
 
-def read_specs(path: str) -> list[str]:
-    """The specs a suspect list names, in order."""
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    spec: str
+    flags: dict  # name -> value, of LINE_FLAGS
+
+
+def _entry(line: str, where: str) -> Entry:
+    spec, *rest = line.split()
+    flags = {}
+    for token in rest:
+        name, eq, value = token.removeprefix("--").partition("=")
+        if not token.startswith("--") or not eq or name not in LINE_FLAGS:
+            raise errors.ConfigError(
+                f"{where}: {token!r} is not one of --{'=, --'.join(LINE_FLAGS)}= "
+                "(a spec holding spaces is not supported)"
+            )
+        flags[name] = value
+    return Entry(spec, flags)
+
+
+def read_specs(path: str) -> list[Entry]:
+    """The suspects a suspect list names, in order, each with its own flags."""
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()
@@ -32,23 +57,28 @@ def read_specs(path: str) -> list[str]:
         raise errors.StorageError(f"{path}: cannot read the suspect list ({e})") from None
     # A '#' opens a comment at the start of a line or after a space, so a path
     # or URL that holds one stays whole.
-    specs = [s for s in (_COMMENT.sub("", line).strip() for line in lines) if s]
-    if not specs:
+    entries = [
+        _entry(text, f"{path}:{n}")
+        for n, text in ((n, _COMMENT.sub("", line).strip()) for n, line in enumerate(lines, 1))
+        if text
+    ]
+    if not entries:
         raise errors.ConfigError(f"{path}: the suspect list names no suspect")
-    return specs
+    return entries
 
 
-def verify_each(fp, specs: list[str], load: Callable[[str], object], **verify_kwargs) -> list[dict]:
-    """One row per spec: `verify_suspect`'s result, or the error that stopped it.
+def verify_each(fp, entries: list[Entry], load: Callable[[Entry], object], **verify_kwargs) -> list[dict]:
+    """One row per entry: `verify_suspect`'s result, or the error that stopped it.
 
     Only a user error (a suspect that cannot be loaded or queried) becomes a
     row; a bug still raises."""
     rows = []
-    for i, spec in enumerate(specs):
-        progress.log(f"suspect {i + 1}/{len(specs)}: {printable(spec)}")
+    for i, entry in enumerate(entries):
+        spec = entry.spec
+        progress.log(f"suspect {i + 1}/{len(entries)}: {printable(spec)}")
         start = time.time()
         try:
-            row = fp_lib.verify_suspect(fp, load(spec), **verify_kwargs)
+            row = fp_lib.verify_suspect(fp, load(entry), **verify_kwargs)
         except errors.UserError as e:
             row = {"suspect": spec, "error": str(e), "seconds": round(time.time() - start, 3)}
             progress.log(f"  failed: {e}")

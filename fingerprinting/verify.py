@@ -51,7 +51,10 @@ _SUSPECT = flags.DEFINE_string(
     "prediction URL.",
 )
 _SUSPECTS = flags.DEFINE_string(
-    "suspects", None, "A file of suspect specs, one per line ('#' comments), instead of --suspect."
+    "suspects",
+    None,
+    "A file of suspect specs, one per line ('#' comments), instead of --suspect; a line may "
+    "add --pixels=, --layout=, --mean=, --std= for its suspect.",
 )
 _TABLE = flags.DEFINE_string(
     "table",
@@ -115,12 +118,15 @@ _HEADER = flags.DEFINE_multi_string(
 )
 
 
-def _input_format() -> suspects.InputFormat:
+def _input_format(**line_flags) -> suspects.InputFormat:
+    """The flags' input format; a suspect list's line may override each flag."""
+    given = dict(pixels=_PIXELS.value, layout=_LAYOUT.value, mean=_MEAN.value, std=_STD.value)
+    given.update(line_flags)
     return suspects.InputFormat(
-        pixels=_PIXELS.value,
-        layout=_LAYOUT.value,
-        mean=tuple(config_lib.parse_floats(_MEAN.value)),
-        std=tuple(config_lib.parse_floats(_STD.value)),
+        pixels=given["pixels"],
+        layout=given["layout"],
+        mean=tuple(config_lib.parse_floats(given["mean"])),
+        std=tuple(config_lib.parse_floats(given["std"])),
     )
 
 
@@ -159,13 +165,13 @@ def main(argv):
         digest = signing.check(_FINGERPRINT.value, _PUBLIC_KEY.value)
         print(f"signature: valid, fingerprint sha256 {digest}", file=sys.stderr)
     fp = artifact.load(_FINGERPRINT.value)
-    fmt, options = _input_format(), _http_options()
-    load = lambda spec: suspects.load_suspect(
-        spec, pixels=fmt, batch_size=_BATCH_SIZE.value, http=options
+    options = _http_options()
+    load = lambda entry: suspects.load_suspect(
+        entry.spec, pixels=_input_format(**entry.flags), batch_size=_BATCH_SIZE.value, http=options
     )
     levels = dict(theta=_THETA.value, decoys=_DECOYS.value, significance=_SIGNIFICANCE.value)
     if specs is None:
-        result = fp_lib.verify_suspect(fp, load(_SUSPECT.value), **levels)
+        result = fp_lib.verify_suspect(fp, load(screening.Entry(_SUSPECT.value, {})), **levels)
         print(json.dumps(result, sort_keys=True))
         print(fp_lib.verdict_summary(result), file=sys.stderr)
         return
