@@ -99,6 +99,12 @@ def verdict(row: dict) -> str:
     return f"derived ({' and '.join(derived)})" if derived else "not derived"
 
 
+def _shortened(spec: str, limit: int = 72) -> str:
+    """A spec that fits a table cell: a long path or URL keeps its end, which names the model."""
+    text = printable(spec, 1000)
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+
+
 def _number(value, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
@@ -116,7 +122,7 @@ def table(rows: list[dict]) -> str:
     ]
     body = [
         [
-            "`" + printable(r["spec"], 80).replace("|", "\\|").replace("`", "'") + "`",
+            "`" + _shortened(r["spec"]).replace("|", "\\|").replace("`", "'") + "`",
             _number(r.get("fingerprint_accuracy"), ".3f"),
             _number(r.get("decoy_accuracy"), ".3f"),
             _number(r.get("p_value"), ".2g"),

@@ -5,9 +5,11 @@
 
 For demos and tests: a suspect behind a real HTTP API. It answers
 - `POST /v1/models/NAME:predict` (TF-Serving / KServe V1),
-- `POST /v2/models/NAME/infer` (Open Inference Protocol: KServe V2, Triton),
-- `GET /v2/models/NAME` (V2 metadata), `GET /v1/models/NAME` (V1 status),
-  `GET /v2/health/live` and `/v2/health/ready`,
+- `POST /v2/models/NAME[/versions/V]/infer` (Open Inference Protocol: KServe
+  V2, Triton, MLServer), JSON tensors only (binary tensors get a 400 saying so),
+- `GET /v2` (server metadata), `GET /v2/models/NAME[/versions/V]` (model
+  metadata) and `.../ready`, `GET /v2/health/live` and `/v2/health/ready`,
+  `GET /v1/models/NAME` (V1 status),
 with class probabilities, or only labels (`--answer=labels`, the paper's
 label-only API). Inputs are NHWC pixels, integers 0..255 or floats in [0, 1].
 It listens on 127.0.0.1 unless told otherwise; `--port=0` takes a free port.

@@ -14,14 +14,11 @@ server agree with each other; here each meets a third-party implementation:
 
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import jax
 import numpy as np
@@ -38,46 +35,11 @@ from fingerprinting.suspects import protocols
 from fingerprinting.suspects import server as server_lib
 
 import _linear
+import _mlserver as servers
 from _cli import ROOT, run
-from _faulty import free_port
+from _mlserver import START_S, stop, wait_ready
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
 THIEF, INNOCENT = 1, 2  # seeds of the two hosted linear models
-START_S = 120  # a server not ready by then has failed (a loaded machine is slow)
-
-
-def status_of(url: str) -> int | None:
-    """HTTP status of a GET, None while nothing answers."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return None
-
-
-def wait_ready(proc, urls, log_path):
-    """Polls each URL until it answers 200; fails with the server's log if it
-    exits or misses the deadline. Seconds it took."""
-    start = time.monotonic()
-    for url in urls:
-        while status_of(url) != 200:
-            if proc.poll() is not None or time.monotonic() - start > START_S:
-                with open(log_path) as f:
-                    log = f.read()[-3000:]
-                pytest.fail(f"the server never answered {url} (exit {proc.poll()}):\n{log}")
-            time.sleep(0.1)
-    return time.monotonic() - start
-
-
-def stop(proc):
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 # --- (a) verify against a model hosted by MLServer. ---
@@ -132,46 +94,12 @@ def mlserver(tmp_path_factory):
     `innocent` (labels); its base URL."""
     # Imported by the server process only (it takes seconds): checked here.
     assert importlib.util.find_spec("mlserver"), "mlserver is missing: install the test extra"
-    repo = tmp_path_factory.mktemp("mlserver")
-    port = free_port()
-    settings = {
-        "host": "127.0.0.1",
-        "http_port": port,
-        "grpc_port": 0,  # any free port: the tests speak HTTP only
-        "metrics_endpoint": None,  # no metrics server, no third port
-        "parallel_workers": 0,  # inference in the server process: one process to stop
+    models = {
+        "thief": _model_settings("thief", THIEF, "scores", "1"),
+        "innocent": _model_settings("innocent", INNOCENT, "labels"),
     }
-    (repo / "settings.json").write_text(json.dumps(settings))
-    for name, seed, answer, version in [
-        ("thief", THIEF, "scores", "1"),
-        ("innocent", INNOCENT, "labels", None),
-    ]:
-        (repo / name).mkdir()
-        (repo / name / "model-settings.json").write_text(
-            json.dumps(_model_settings(name, seed, answer, version))
-        )
-    log_path = repo / "server.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")])),
-    }
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlserver.cli.main", "start", str(repo)],
-            cwd=repo,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        seconds = wait_ready(
-            proc, [f"{base}/v2/models/thief/ready", f"{base}/v2/models/innocent/ready"], log_path
-        )
-        print(f"MLServer ready in {seconds:.1f} s")
+    with servers.mlserver(tmp_path_factory.mktemp("mlserver"), models) as base:
         yield base
-    finally:
-        stop(proc)
 
 
 def verify(fingerprint_path, suspect, *flags):
