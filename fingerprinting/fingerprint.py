@@ -61,13 +61,13 @@ def labels_of(trained_groups, x, strategy=None) -> np.ndarray:
     """Argmax labels of every member of the given trained groups, [M, N]."""
     if not trained_groups:
         return np.zeros((0, len(x)), np.int32)
-    return np.concatenate(
-        [
-            fit.predict_logits(tg.group.model, tg.variables, x, strategy=strategy).argmax(-1)
-            for tg in trained_groups
-        ],
-        0,
-    )
+    return np.concatenate([_group_labels(tg, x, strategy) for tg in trained_groups], 0)
+
+
+def _group_labels(tg, x, strategy) -> np.ndarray:
+    if isinstance(tg, zoo_lib.LabelOnlyGroup):
+        return np.asarray(tg.labels_fn(x))[None]
+    return fit.predict_logits(tg.group.model, tg.variables, x, strategy=strategy).argmax(-1)
 
 
 def make_probs_fn(surr_groups, ref_groups, strategy=None):
@@ -196,7 +196,7 @@ def run_cbim(
     defender's: the source and its training surrogates against the training
     references; an adversary passes its own trained groups. With `resume_dir`
     every finished batch is kept there and a rerun continues after the last."""
-    surr = surrogates or [zoo.source()] + zoo.groups(zoo_lib.TRAINING_SURROGATES)
+    surr = surrogates or zoo.white_box_sources() + zoo.groups(zoo_lib.TRAINING_SURROGATES)
     refs = zoo.get("training_reference") if references is None else references
     run = make_cbim_fn(
         [t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy, ecfg.get("loop")
@@ -302,8 +302,11 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
         "class_names": list(zoo.splits.class_names),
         "num_classes": zoo.splits.num_classes,
         "input_shape": list(zoo.splits.input_shape),
-        "source_hash": ensemble.parameter_hash(zoo.source().variables),
+        "source_hash": (
+            None if zoo.label_only_source else ensemble.parameter_hash(zoo.source().variables)
+        ),
         "source_architecture": zoo.source().group.arch,
+        "source_access": "label_only" if zoo.label_only_source else "white_box",
         "theta": config.verify.theta,
         "config": config.to_dict(),
         "calibration": dict(

@@ -161,8 +161,11 @@ def table1(zoo, config, workdir: str) -> list[dict]:
     idx = fp_lib.source_correct_candidates(zoo, config.evaluate.table1_points, config.seed + 1)
     base_eps = config.evaluate.table1_eps or config.extract.eps
     sweep = sorted(set(config_lib.parse_floats(config.evaluate.eps_sweep)) | {base_eps})
+    methods = parse_methods(config.evaluate.table1_methods)
+    if zoo.label_only_source:  # the baselines attack the source's own gradients
+        methods = [m for m in methods if m == "cbim"]
     for eps in sweep:
-        for method in parse_methods(config.evaluate.table1_methods):
+        for method in methods:
             if (method, eps) in done:
                 continue
             start = time.time()

@@ -26,6 +26,7 @@ from fingerprinting import evasion
 from fingerprinting import external
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
+from fingerprinting import label_only
 from fingerprinting import progress
 from fingerprinting import removal
 from fingerprinting import workdir_lock
@@ -105,12 +106,21 @@ def validate(config) -> None:
     """Every name and range in a config, checked before any data or training."""
     zoo_lib.validate(config)
     removal.validate(config)
-    if external.is_external(config.models.source) and removal.parse_attacks(config.removal.attacks):
+    given = (
+        f"models.source_api={config.models.source_api}"
+        if label_only.is_label_only(config)
+        else f"models.source={config.models.source}"
+    )
+    if (label_only.is_label_only(config) or external.is_external(config.models.source)) and (
+        removal.parse_attacks(config.removal.attacks)
+    ):
         raise errors.ConfigError(
             "removal attacks retrain or re-initialise the source's architecture, which "
-            f"models.source={config.models.source} does not give; pass "
-            "--config.removal.attacks= (none), or use a built-in architecture"
+            f"{given} does not give; pass --config.removal.attacks= (none), or use a "
+            "built-in architecture"
         )
+    if label_only.is_label_only(config):
+        label_only.parse(config)  # the spec's flags, before anything is queried
     evasion.settings(config)
     ensemble.resolve_loop(config.train.loop)
     e = config.extract
@@ -151,12 +161,13 @@ def open_zoo(config, workdir: str) -> zoo_lib.Zoo:
     workdir_lock.acquire(workdir)  # a directory in use: refused before loading data
     check_pinned(config, workdir)
     splits = load_splits(config)
+    api = label_only.connect(config, splits)  # a label-only source, checked
     os.makedirs(workdir, exist_ok=True)
     workdir_lock.acquire(workdir)  # a new directory: locked once it exists
     for d in (workdir, os.path.join(workdir, "plots")):
         files.remove_temporaries(d)
     pin_config(config, workdir)
-    return zoo_lib.Zoo(config, workdir, splits)
+    return zoo_lib.Zoo(config, workdir, splits, source=label_only.open_source(api, workdir, splits))
 
 
 def run_train(config, workdir: str) -> list[dict]:

@@ -34,7 +34,8 @@ class Entry:
     flags: dict  # name -> value, of LINE_FLAGS
 
 
-def _entry(line: str, where: str) -> Entry:
+def parse_line(line: str, where: str) -> Entry:
+    """A spec and the input-format flags after it (`where` names the line in errors)."""
     spec, *rest = line.split()
     flags = {}
     for token in rest:
@@ -58,7 +59,7 @@ def read_specs(path: str) -> list[Entry]:
     # A '#' opens a comment at the start of a line or after a space, so a path
     # or URL that holds one stays whole.
     entries = [
-        _entry(text, f"{path}:{n}")
+        parse_line(text, f"{path}:{n}")
         for n, text in ((n, _COMMENT.sub("", line).strip()) for n, line in enumerate(lines, 1))
         if text
     ]

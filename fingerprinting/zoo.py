@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import zlib
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -105,6 +106,14 @@ class TrainedGroup:
             )
             for m, a in enumerate(self.test_accuracy)
         ]
+
+
+@dataclasses.dataclass
+class LabelOnlyGroup(TrainedGroup):
+    """A source the defender can only query (`models.source_api`): labels of
+    float NHWC images in [0, 1], no weights and no gradients."""
+
+    labels_fn: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def epochs_of(config, kind: str) -> int:
@@ -217,9 +226,12 @@ def load_variables(path: str, group: ensemble.Group, input_shape) -> dict:
 class Zoo:
     """Trains (or loads) the groups of a run inside one work directory."""
 
-    def __init__(self, config, workdir: str, splits: data_lib.Splits):
+    def __init__(
+        self, config, workdir: str, splits: data_lib.Splits, source: LabelOnlyGroup | None = None
+    ):
         validate(config)
         self.config, self.workdir, self.splits = config, workdir, splits
+        self.label_only_source = source  # models.source_api: queried, never trained
         self.strategy = ensemble.resolve_strategy(config.models.strategy)
         self._source_logits: dict[str, np.ndarray] = {}
         self._cache: dict[str, list[TrainedGroup]] = {}
@@ -254,13 +266,24 @@ class Zoo:
     def source(self) -> TrainedGroup:
         return self.get("source")[0]
 
+    def white_box_sources(self) -> list[TrainedGroup]:
+        """The source, where C-BIM can take its gradients (not an API's)."""
+        return [] if self.label_only_source else [self.source()]
+
     def source_logits(self, party: str) -> np.ndarray:
+        """The source's outputs on a party's data: logits, or a label-only
+        source's answers as one-hot vectors."""
         if party not in self._source_logits:
-            src = self.source()
             x = self.split(party).x
-            self._source_logits[party] = fit.predict_logits(
-                src.group.model, src.variables, x, strategy=self.strategy
-            )[0]
+            if self.label_only_source:
+                labels = self.label_only_source.labels_fn(x)
+                logits = labels_lib.one_hot(labels, self.splits.num_classes)
+            else:
+                src = self.source()
+                logits = fit.predict_logits(
+                    src.group.model, src.variables, x, strategy=self.strategy
+                )[0]
+            self._source_logits[party] = logits
         return self._source_logits[party]
 
     def temperature(self, kind: str) -> float:
@@ -276,6 +299,8 @@ class Zoo:
         label_source = KINDS[kind][1]
         if label_source == "surrogate":
             label_source = self.config.models.surrogate_labels
+        if self.label_only_source and label_source != "ground_truth":
+            label_source = "source_hard"  # an API's top-1 labels are all there is
         party = self.party_name(kind)
         logits = None if label_source == "ground_truth" else self.source_logits(party)
         return labels_lib.make_targets(
@@ -288,6 +313,8 @@ class Zoo:
 
     def get(self, kind: str) -> list[TrainedGroup]:
         """The trained groups of one kind, training whatever is missing."""
+        if kind == "source" and self.label_only_source:
+            return [self.label_only_source]
         if kind not in self._cache:
             groups = groups_of_kind(self.config, kind, self.splits.num_classes)
             self._cache[kind] = [self._train_or_load(kind, g) for g in groups]

@@ -16,6 +16,7 @@ import optax
 from sklearn import datasets
 
 SHIFT = {"value": 0.0}  # tests move the weights to play a source that changed
+ASKED = {"inputs": 0}  # inputs `predict` has answered: what a label-only API was asked
 
 
 class OwnerNet(nn.Module):
@@ -77,5 +78,6 @@ def not_a_pair():
 
 def predict(x_uint8):
     """The same model as a label-only suspect: labels of 8-bit pixels."""
+    ASKED["inputs"] += len(x_uint8)
     apply_fn, params = digits_source()
     return np.asarray(apply_fn(params, jnp.asarray(x_uint8, jnp.float32) / 255.0)).argmax(-1)
