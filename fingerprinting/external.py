@@ -1,4 +1,5 @@
-"""The model owner's own model as the source: `models.source=package.module:function`.
+"""The model owner's own model as the source: `models.source=package.module:function`
+or `models.source="model.onnx [--layout=nchw --mean=M --std=S --pixels=float]"`.
 
 The function takes no argument and returns `(apply_fn, variables)`:
 `apply_fn(variables, x)` maps a batch of images, float32 NHWC in [0, 1] (the
@@ -10,7 +11,15 @@ Flax model's variables, say). Any JAX function of that shape will do:
         variables = restore_my_checkpoint("/models/mynet")
         return (lambda v, x: model.apply(v, x, train=False)), variables
 
-The source is then white box, as one trained here: it joins C-BIM's
+An ONNX file (what `torch.onnx.export` writes) becomes a JAX function by
+jaxonnxruntime, which runs the graph's operators as jax.numpy code: jittable
+and differentiable. The flags say what the graph takes, as for suspects
+(`input_format`); the images are put in that form inside the function, so
+gradients flow from the graph's first output (taken as logits) back to the
+pixels. A graph taking uint8 pixels has no gradient: query it as a
+label-only source instead (`models.source_api`).
+
+Either way the source is then white box, as one trained here: it joins C-BIM's
 ensemble, its gradients guide the attack, and its labels are the keys. It is
 never trained or written by this tool; a work directory records the SHA-256
 of its parameters and refuses a function that later returns other weights.
@@ -26,17 +35,28 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import onnx
+from jaxonnxruntime import call_onnx
 
 from fingerprinting import ensemble
 from fingerprinting import errors
+from fingerprinting import input_format
 
 
 class SourceError(errors.ConfigError):
     """A source function that cannot be imported, or does not fit the data."""
 
 
+def is_onnx(spec: str) -> bool:
+    return bool(spec.split()) and spec.split()[0].lower().endswith(".onnx")
+
+
 def is_external(spec: str) -> bool:
-    """`package.module:function`, the only spec with a ':' among source names."""
+    """`package.module:function` (the only spec with a ':' among source names)
+    or an ONNX file with its input-format flags."""
+    if is_onnx(spec):
+        return True
     head, sep, attr = spec.partition(":")
     return bool(sep) and attr.isidentifier() and all(p.isidentifier() for p in head.split("."))
 
@@ -61,8 +81,56 @@ class ExternalModel:
         )
 
 
+def _load_onnx(spec: str) -> tuple[Any, Any]:
+    """(apply_fn, variables) of an ONNX graph, in JAX."""
+    entry = input_format.parse_line(spec, "models.source")
+    fmt = input_format.InputFormat.from_flags(entry.flags)
+    try:
+        graph = onnx.load(entry.spec)
+    except Exception as e:  # noqa: BLE001 (protobuf raises its own kinds on garbage)
+        raise SourceError(
+            f"models.source={entry.spec}: not an ONNX model ({type(e).__name__})"
+        ) from None
+    weights = {i.name for i in graph.graph.initializer}  # older exports list them as inputs
+    inputs = [i for i in graph.graph.input if i.name not in weights]
+    if len(inputs) != 1:
+        raise SourceError(
+            f"models.source={entry.spec}: the graph takes {len(inputs)} inputs; a classifier "
+            "takes one batch of images"
+        )
+    dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
+    elem = inputs[0].type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        raise SourceError(
+            f"models.source={entry.spec}: its input is not float32 pixels, so it has no "
+            "gradient; give it as models.source_api (label-only) instead"
+        )
+    if len(dims) != 4 or 0 in dims[1:]:
+        raise SourceError(
+            f"models.source={entry.spec}: its input must be a batch of images of fixed "
+            f"size (rank 4, static channels, height and width); it declares {dims}"
+        )
+    example = np.zeros([1, *dims[1:]], np.float32)
+    try:
+        with jax.numpy_rank_promotion("allow"):  # ONNX broadcasts as numpy does
+            fn, params = call_onnx.call_onnx_model(graph, [example])
+    except Exception as e:  # noqa: BLE001 (an operator the converter lacks, say)
+        raise SourceError(
+            f"models.source={entry.spec}: jaxonnxruntime cannot run it as JAX "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
+            "give it as models.source_api (label-only) instead"
+        ) from None
+    def apply_fn(variables, x):
+        with jax.numpy_rank_promotion("allow"):
+            return fn(variables, [fmt.prepare_float(x)])[0]
+
+    return apply_fn, params
+
+
 @functools.lru_cache(maxsize=4)
 def _load(spec: str) -> tuple[Any, Any]:
+    if is_onnx(spec):
+        return _load_onnx(spec)
     module_name, _, attr = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)

@@ -25,13 +25,12 @@ import os
 
 import numpy as np
 
-from fingerprinting import config as config_lib
 from fingerprinting import ensemble
 from fingerprinting import errors
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
+from fingerprinting import input_format
 from fingerprinting import progress
-from fingerprinting import screening
 from fingerprinting import suspects
 from fingerprinting import zoo as zoo_lib
 
@@ -44,15 +43,8 @@ def is_label_only(config) -> bool:
 
 def parse(config) -> tuple[str, suspects.InputFormat]:
     """The spec and input format `models.source_api` names."""
-    entry = screening.parse_line(config.models.source_api.strip(), "models.source_api")
-    f = entry.flags
-    fmt = suspects.InputFormat(
-        pixels=f.get("pixels", "uint8"),
-        layout=f.get("layout", "nhwc"),
-        mean=tuple(config_lib.parse_floats(f.get("mean", ""))),
-        std=tuple(config_lib.parse_floats(f.get("std", ""))),
-    )
-    return entry.spec, fmt
+    entry = input_format.parse_line(config.models.source_api.strip(), "models.source_api")
+    return entry.spec, input_format.InputFormat.from_flags(entry.flags)
 
 
 class AnswerCache:

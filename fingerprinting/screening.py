@@ -12,7 +12,6 @@ The rows come out as JSON lines and as one markdown table.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Callable
@@ -20,36 +19,13 @@ from collections.abc import Callable
 from fingerprinting import errors
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
+from fingerprinting import input_format
 from fingerprinting import progress
 from fingerprinting.suspects import printable
 
 
 _COMMENT = re.compile(r"(^|\s)#.*")
-LINE_FLAGS = ("pixels", "layout", "mean", "std")  # what a line may set for its suspect
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    spec: str
-    flags: dict  # name -> value, of LINE_FLAGS
-
-
-def parse_line(line: str, where: str) -> Entry:
-    """A spec and the input-format flags after it (`where` names the line in errors)."""
-    spec, *rest = line.split()
-    flags = {}
-    for token in rest:
-        name, eq, value = token.removeprefix("--").partition("=")
-        if not token.startswith("--") or not eq or name not in LINE_FLAGS:
-            raise errors.ConfigError(
-                f"{where}: {token!r} is not one of --{'=, --'.join(LINE_FLAGS)}= "
-                "(a spec holding spaces is not supported)"
-            )
-        flags[name] = value
-    return Entry(spec, flags)
-
-
-def read_specs(path: str) -> list[Entry]:
+def read_specs(path: str) -> list[input_format.Entry]:
     """The suspects a suspect list names, in order, each with its own flags."""
     try:
         with open(path, encoding="utf-8") as f:
@@ -59,7 +35,7 @@ def read_specs(path: str) -> list[Entry]:
     # A '#' opens a comment at the start of a line or after a space, so a path
     # or URL that holds one stays whole.
     entries = [
-        parse_line(text, f"{path}:{n}")
+        input_format.parse_line(text, f"{path}:{n}")
         for n, text in ((n, _COMMENT.sub("", line).strip()) for n, line in enumerate(lines, 1))
         if text
     ]
@@ -68,7 +44,9 @@ def read_specs(path: str) -> list[Entry]:
     return entries
 
 
-def verify_each(fp, entries: list[Entry], load: Callable[[Entry], object], **verify_kwargs) -> list[dict]:
+def verify_each(
+    fp, entries: list[input_format.Entry], load: Callable[[input_format.Entry], object], **kwargs
+) -> list[dict]:
     """One row per entry: `verify_suspect`'s result, or the error that stopped it.
 
     Only a user error (a suspect that cannot be loaded or queried) becomes a
@@ -79,7 +57,7 @@ def verify_each(fp, entries: list[Entry], load: Callable[[Entry], object], **ver
         progress.log(f"suspect {i + 1}/{len(entries)}: {printable(spec)}")
         start = time.time()
         try:
-            row = fp_lib.verify_suspect(fp, load(entry), **verify_kwargs)
+            row = fp_lib.verify_suspect(fp, load(entry), **kwargs)
         except errors.UserError as e:
             row = {"suspect": spec, "error": str(e), "seconds": round(time.time() - start, 3)}
             progress.log(f"  failed: {e}")

@@ -33,10 +33,10 @@ from absl import flags
 
 from fingerprinting import artifact
 from fingerprinting import cli
-from fingerprinting import config as config_lib
 from fingerprinting import errors
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
+from fingerprinting import input_format
 from fingerprinting import screening
 from fingerprinting import signing
 from fingerprinting import suspects
@@ -121,13 +121,7 @@ _HEADER = flags.DEFINE_multi_string(
 def _input_format(**line_flags) -> suspects.InputFormat:
     """The flags' input format; a suspect list's line may override each flag."""
     given = dict(pixels=_PIXELS.value, layout=_LAYOUT.value, mean=_MEAN.value, std=_STD.value)
-    given.update(line_flags)
-    return suspects.InputFormat(
-        pixels=given["pixels"],
-        layout=given["layout"],
-        mean=tuple(config_lib.parse_floats(given["mean"])),
-        std=tuple(config_lib.parse_floats(given["std"])),
-    )
+    return suspects.InputFormat.from_flags({**given, **line_flags})
 
 
 def _http_options() -> http_client.Options:
@@ -171,7 +165,7 @@ def main(argv):
     )
     levels = dict(theta=_THETA.value, decoys=_DECOYS.value, significance=_SIGNIFICANCE.value)
     if specs is None:
-        result = fp_lib.verify_suspect(fp, load(screening.Entry(_SUSPECT.value, {})), **levels)
+        result = fp_lib.verify_suspect(fp, load(input_format.Entry(_SUSPECT.value, {})), **levels)
         print(json.dumps(result, sort_keys=True))
         print(fp_lib.verdict_summary(result), file=sys.stderr)
         return

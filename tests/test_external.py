@@ -105,3 +105,45 @@ def test_extraction_runs_on_the_owners_model(tmp_path):
     np.testing.assert_array_equal(labels, fp.keys)
     result = fp_lib.verify_labels(fp, labels)
     assert result["fingerprint_accuracy"] == 1.0 and result["verified"]
+
+
+def test_an_onnx_file_is_a_white_box_source(tmp_path):
+    """A graph taking normalised NCHW images, given with its flags: the tool's
+    logits equal the graph's, and C-BIM takes its gradients."""
+    from tests import _onnx_models as om  # pylint: disable=g-import-not-at-top
+
+    w, b = om.weights((8, 8, 1), 10, seed=4)
+    path = om.linear_onnx(
+        tmp_path / "owner.onnx", w, b, (8, 8, 1), layout="nchw", mean=(0.5,), std=(0.25,)
+    )
+    spec = f"{path} --layout=nchw --mean=0.5 --std=0.25"
+    assert external.is_external(spec)
+    wd = str(tmp_path / "wd")
+    zoo = pipeline.open_zoo(config_with(spec), wd)
+    x = zoo.splits.d1.x
+    want = x.reshape(len(x), -1) @ w + b
+    np.testing.assert_allclose(zoo.source_logits("d1"), want, rtol=1e-4, atol=1e-4)
+    fp = pipeline.run_extract(config_with(spec), wd, zoo=zoo)
+    assert fp.meta["source_access"] == "white_box" and len(fp) > 0
+    np.testing.assert_array_equal(fp.keys, om.reference_scores(fp.x, w, b).argmax(-1))
+
+
+@pytest.mark.parametrize(
+    "graph, content, match",
+    [
+        (dict(uint8=True), None, "no gradient"),
+        (dict(extra_input=True), None, "takes 2 inputs"),
+        (None, b"not a graph", "not an ONNX model"),
+    ],
+)
+def test_onnx_sources_that_cannot_be_white_box(tmp_path, graph, content, match):
+    from tests import _onnx_models as om  # pylint: disable=g-import-not-at-top
+
+    path = tmp_path / "m.onnx"
+    if content is None:
+        w, b = om.weights((8, 8, 1), 10, seed=4)
+        om.linear_onnx(path, w, b, (8, 8, 1), **graph)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(external.SourceError, match=match):
+        pipeline.open_zoo(config_with(str(path)), str(tmp_path / "wd")).source()

@@ -8,6 +8,7 @@ import pytest
 
 from fingerprinting import artifact
 from fingerprinting import errors
+from fingerprinting import input_format
 from fingerprinting import screening
 from fingerprinting import suspects
 from tests import _cli
@@ -105,7 +106,7 @@ def test_a_bug_is_not_a_row(setting):
         raise KeyError(spec)
 
     with pytest.raises(KeyError):
-        screening.verify_each(fp, [screening.Entry("x.onnx", {})], load)
+        screening.verify_each(fp, [input_format.Entry("x.onnx", {})], load)
 
 
 def test_cli_writes_the_table_once(setting, tmp_path):

@@ -12,8 +12,10 @@ from fingerprinting import errors
 from fingerprinting import progress
 
 
-PIXELS = ("uint8", "float")
-LAYOUTS = ("nhwc", "nchw")
+# The input formats live in `input_format` (white-box sources use them too).
+from fingerprinting.input_format import LAYOUTS  # noqa: F401
+from fingerprinting.input_format import PIXELS  # noqa: F401
+from fingerprinting.input_format import InputFormat
 
 
 SuspectError = errors.SuspectError  # every suspect kind raises it
@@ -49,62 +51,6 @@ class Suspect:
                 self.counters["requests"] += 1
                 bar.update(len(xb), f"{self.counters['requests']} requests")
         return np.concatenate(out) if out else np.zeros((0,), np.int64)
-
-
-@dataclasses.dataclass(frozen=True)
-class InputFormat:
-    """What a suspect expects to receive, made from the 8-bit NHWC pixels the
-    fingerprint stores: `pixels` uint8 (0..255) or float (float32 in [0, 1]);
-    `layout` nhwc or nchw (PyTorch's); `mean` and `std`, one value or one per
-    channel, on the [0, 1] scale (torchvision's convention), normalise the float
-    pixels as (x - mean) / std. Normalising implies float pixels."""
-
-    pixels: str = "uint8"
-    layout: str = "nhwc"
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-
-    def __post_init__(self):
-        if self.pixels not in PIXELS:
-            raise SuspectError(
-                f"unknown pixel format {self.pixels!r}; expected {' or '.join(PIXELS)}"
-            )
-        if self.layout not in LAYOUTS:
-            raise SuspectError(f"unknown layout {self.layout!r}; expected {' or '.join(LAYOUTS)}")
-        if any(not np.isfinite(v) for v in (*self.mean, *self.std)):
-            raise SuspectError("--mean and --std must be finite numbers")
-        if any(v <= 0 for v in self.std):
-            raise SuspectError(f"--std must be positive, got {list(self.std)}")
-
-    @property
-    def normalised(self) -> bool:
-        return bool(self.mean or self.std)
-
-    @property
-    def is_default(self) -> bool:
-        return self == InputFormat()
-
-    def _per_channel(self, values: tuple[float, ...], c: int, what: str, default: float):
-        if not values:
-            return np.full((c,), default, np.float32)
-        if len(values) not in (1, c):
-            raise SuspectError(f"--{what} has {len(values)} values; the inputs have {c} channels")
-        return np.broadcast_to(np.asarray(values, np.float32), (c,))
-
-    def prepare(self, x_uint8) -> np.ndarray:
-        """The batch as the suspect wants it, from uint8 NHWC pixels."""
-        x = np.asarray(x_uint8, np.uint8)
-        if self.pixels == "float" or self.normalised:
-            c = x.shape[-1]
-            mean = self._per_channel(self.mean, c, "mean", 0.0)
-            std = self._per_channel(self.std, c, "std", 1.0)
-            x = (x.astype(np.float32) / 255.0 - mean) / std
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if self.layout == "nchw" else x
-
-    def shape_of(self, input_shape_HxWxC) -> tuple[int, ...]:
-        """One input's shape as the suspect receives it."""
-        h, w, c = input_shape_HxWxC
-        return (c, h, w) if self.layout == "nchw" else (h, w, c)
 
 
 def to_pixels(x_uint8, pixels) -> np.ndarray:
