@@ -35,6 +35,7 @@ from fingerprinting import progress
 from fingerprinting import sharding
 from fingerprinting import stats
 from fingerprinting import zoo as zoo_lib
+from fingerprinting.suspects import base as suspects_base
 from fingerprinting.attacks import cbim as cbim_lib
 
 
@@ -359,16 +360,7 @@ def verify_labels(
 
 def check_compatible(fp: artifact.Fingerprint, suspect) -> None:
     """Refuses a suspect made for another input shape or class count."""
-    if suspect.num_classes is not None and suspect.num_classes != fp.num_classes:
-        raise errors.SuspectError(
-            f"{suspect.name} predicts {suspect.num_classes} classes; the fingerprint "
-            f"has {fp.num_classes}"
-        )
-    if suspect.input_shape is not None and tuple(suspect.input_shape) != fp.input_shape:
-        raise errors.SuspectError(
-            f"{suspect.name} takes inputs of shape {tuple(suspect.input_shape)}; the "
-            f"fingerprint's are {fp.input_shape}"
-        )
+    suspects_base.check_fits(suspect, fp.num_classes, fp.input_shape, "the fingerprint")
 
 
 def check_levels(theta: float | None, significance: float) -> None:

@@ -26,7 +26,6 @@ import os
 import numpy as np
 
 from fingerprinting import ensemble
-from fingerprinting import errors
 from fingerprinting import files
 from fingerprinting import fingerprint as fp_lib
 from fingerprinting import input_format
@@ -70,19 +69,6 @@ class AnswerCache:
         files.write_bytes_atomic(self._path(x_uint8), buf.getvalue())
 
 
-def _check_fits(suspect, spec: str, splits) -> None:
-    if suspect.num_classes is not None and suspect.num_classes != splits.num_classes:
-        raise errors.ConfigError(
-            f"models.source_api={spec} predicts {suspect.num_classes} classes; the data has "
-            f"{splits.num_classes}"
-        )
-    if suspect.input_shape is not None and tuple(suspect.input_shape) != splits.input_shape:
-        raise errors.ConfigError(
-            f"models.source_api={spec} takes images of shape {tuple(suspect.input_shape)}; "
-            f"the data's are {splits.input_shape}"
-        )
-
-
 def connect(config, splits) -> tuple[str, suspects.Suspect] | None:
     """The suspect that `models.source_api` names, checked against the data as far
     as it declares its shapes (an ONNX file does), before anything is written or
@@ -91,7 +77,7 @@ def connect(config, splits) -> tuple[str, suspects.Suspect] | None:
         return None
     spec, fmt = parse(config)
     suspect = suspects.load_suspect(spec, pixels=fmt)
-    _check_fits(suspect, spec, splits)
+    suspects.check_fits(suspect, splits.num_classes, splits.input_shape, "the data")
     suspect.num_classes = splits.num_classes  # answers out of range are refused
     return spec, suspect
 

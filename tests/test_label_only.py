@@ -51,11 +51,11 @@ def test_the_api_trains_the_surrogates_and_gives_the_keys(tmp_path):
 def test_a_source_api_that_does_not_fit_is_refused(tmp_path):
     w, b = om.weights((8, 8, 1), 7, seed=0)
     path = om.linear_onnx(tmp_path / "seven.onnx", w, b, (8, 8, 1), uint8=True)
-    with pytest.raises(errors.ConfigError, match="predicts 7 classes; the data has 10"):
+    with pytest.raises(errors.SuspectError, match="predicts 7 classes; the data has 10"):
         pipeline.open_zoo(config_with(path), str(tmp_path / "wd"))
     w, b = om.weights((6, 6, 1), 10, seed=0)
     path = om.linear_onnx(tmp_path / "small.onnx", w, b, (6, 6, 1), uint8=True)
-    with pytest.raises(errors.ConfigError, match=r"images of shape \(6, 6, 1\)"):
+    with pytest.raises(errors.SuspectError, match=r"inputs of shape \(6, 6, 1\); the data's"):
         pipeline.open_zoo(config_with(path), str(tmp_path / "wd"))
 
 

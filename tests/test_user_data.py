@@ -5,7 +5,6 @@ with one clear error, and configs/custom.py from the command line."""
 import json
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,21 +13,11 @@ from _cli import assert_one_line_error
 from _cli import run
 from fingerprinting import data
 from fingerprinting import errors
+from test_data import cfg as data_cfg
 
 
 def cfg(name, path, **kw):
-    base = dict(
-        name=name,
-        dir=str(path),
-        seed=0,
-        d1_size=None,
-        d2_size=None,
-        test_size=None,
-        resize=None,
-        channels=None,
-    )
-    base.update(kw)
-    return ml_collections.ConfigDict(base)
+    return data_cfg(name, dir=str(path), **kw)
 
 
 def save(path, pixels, fmt=None):

@@ -32,6 +32,7 @@ from fingerprinting.suspects.base import InputFormat
 from fingerprinting.suspects.base import Suspect
 from fingerprinting.suspects.base import SuspectError
 from fingerprinting.suspects.base import answers_to_labels
+from fingerprinting.suspects.base import check_fits
 from fingerprinting.suspects.base import as_format
 from fingerprinting.suspects.base import printable
 from fingerprinting.suspects.base import to_pixels
@@ -103,6 +104,7 @@ __all__ = [
     "SuspectError",
     "answers_to_labels",
     "as_format",
+    "check_fits",
     "from_callable",
     "from_checkpoint",
     "from_onnx",

@@ -53,6 +53,20 @@ class Suspect:
         return np.concatenate(out) if out else np.zeros((0,), np.int64)
 
 
+def check_fits(suspect: Suspect, num_classes: int, input_shape, what: str) -> None:
+    """Refuses a suspect that declares another class count or input shape than
+    `what` (the fingerprint, the data) has."""
+    if suspect.num_classes is not None and suspect.num_classes != num_classes:
+        raise SuspectError(
+            f"{suspect.name} predicts {suspect.num_classes} classes; {what} has {num_classes}"
+        )
+    if suspect.input_shape is not None and tuple(suspect.input_shape) != tuple(input_shape):
+        raise SuspectError(
+            f"{suspect.name} takes inputs of shape {tuple(suspect.input_shape)}; {what}'s are "
+            f"{tuple(input_shape)}"
+        )
+
+
 def to_pixels(x_uint8, pixels) -> np.ndarray:
     """What a callable or an API receives: uint8 as is, float32 in [0, 1], or
     whatever an `InputFormat` makes of them."""
