@@ -158,6 +158,11 @@ def stacked_variables(spec: str) -> dict:
     return ensemble.stack([{"params": variables}])
 
 
+def check_source(spec: str, input_shape, num_classes: int) -> None:
+    """Loads the source a spec names and refuses one that does not fit the data."""
+    check_fits(model(spec), stacked_variables(spec), input_shape, num_classes)
+
+
 def check_fits(m: ExternalModel, variables: dict, input_shape, num_classes: int) -> None:
     """Refuses a source that does not take the data's images or give its classes,
     by tracing it on one image (no computation)."""

@@ -162,6 +162,8 @@ def open_zoo(config, workdir: str) -> zoo_lib.Zoo:
     check_pinned(config, workdir)
     splits = load_splits(config)
     api = label_only.connect(config, splits)  # a label-only source, checked
+    if not api and external.is_external(config.models.source):
+        external.check_source(config.models.source, splits.input_shape, splits.num_classes)
     os.makedirs(workdir, exist_ok=True)
     workdir_lock.acquire(workdir)  # a new directory: locked once it exists
     for d in (workdir, os.path.join(workdir, "plots")):

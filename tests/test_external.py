@@ -81,9 +81,9 @@ def test_the_source_is_checked_loaded_and_pinned(tmp_path, monkeypatch):
 def test_a_source_that_does_not_fit_is_one_error(tmp_path, source, match):
     wd = tmp_path / "wd"
     with pytest.raises(external.SourceError, match=match):
-        pipeline.open_zoo(config_with(source), str(wd)).source()
+        pipeline.open_zoo(config_with(source), str(wd))
     assert issubclass(external.SourceError, errors.UserError)
-    assert not (wd / "models").exists() or not any((wd / "models").iterdir())
+    assert not wd.exists()  # refused before anything is written
 
 
 def test_removal_attacks_need_a_built_in_architecture(tmp_path):
@@ -146,4 +146,21 @@ def test_onnx_sources_that_cannot_be_white_box(tmp_path, graph, content, match):
     else:
         path.write_bytes(content)
     with pytest.raises(external.SourceError, match=match):
-        pipeline.open_zoo(config_with(str(path)), str(tmp_path / "wd")).source()
+        pipeline.open_zoo(config_with(str(path)), str(tmp_path / "wd"))
+    assert not (tmp_path / "wd").exists()
+
+
+def test_cli_refuses_a_source_that_does_not_fit(tmp_path):
+    from tests import _cli  # pylint: disable=g-import-not-at-top
+
+    wd = tmp_path / "wd"
+    proc = _cli.run(
+        "train",
+        _cli.SMOKE,
+        "--config.models.source=tests._flax_source:seven_classes",
+        "--config.removal.attacks=",
+        f"--workdir={wd}",
+        check=False,
+    )
+    _cli.assert_one_line_error(proc, "the data has 10 classes")
+    assert not wd.exists()

@@ -57,6 +57,7 @@ def test_a_source_api_that_does_not_fit_is_refused(tmp_path):
     path = om.linear_onnx(tmp_path / "small.onnx", w, b, (6, 6, 1), uint8=True)
     with pytest.raises(errors.SuspectError, match=r"inputs of shape \(6, 6, 1\); the data's"):
         pipeline.open_zoo(config_with(path), str(tmp_path / "wd"))
+    assert not (tmp_path / "wd").exists()  # refused before anything is written
 
 
 @pytest.mark.parametrize(
