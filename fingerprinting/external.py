@@ -120,6 +120,7 @@ def _load_onnx(spec: str) -> tuple[Any, Any]:
             f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); "
             "give it as models.source_api (label-only) instead"
         ) from None
+
     def apply_fn(variables, x):
         with jax.numpy_rank_promotion("allow"):
             return fn(variables, [fmt.prepare_float(x)])[0]

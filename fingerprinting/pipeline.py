@@ -102,25 +102,32 @@ def load_splits(config) -> data_lib.Splits:
     return data_lib.load_splits(cfg)
 
 
-def validate(config) -> None:
-    """Every name and range in a config, checked before any data or training."""
-    zoo_lib.validate(config)
-    removal.validate(config)
-    given = (
-        f"models.source_api={config.models.source_api}"
-        if label_only.is_label_only(config)
-        else f"models.source={config.models.source}"
-    )
-    if (label_only.is_label_only(config) or external.is_external(config.models.source)) and (
-        removal.parse_attacks(config.removal.attacks)
-    ):
+def validate_source(config) -> None:
+    """A source given from outside (a function, an ONNX file, an API) has no
+    architecture to retrain, so the removal attacks cannot run on it."""
+    api = label_only.is_label_only(config)
+    if api:
+        label_only.parse(config)  # the spec's flags, before anything is queried
+    if not (api or external.is_external(config.models.source)):
+        return
+    if removal.parse_attacks(config.removal.attacks):
+        given = (
+            f"models.source_api={config.models.source_api}"
+            if api
+            else (f"models.source={config.models.source}")
+        )
         raise errors.ConfigError(
             "removal attacks retrain or re-initialise the source's architecture, which "
             f"{given} does not give; pass --config.removal.attacks= (none), or use a "
             "built-in architecture"
         )
-    if label_only.is_label_only(config):
-        label_only.parse(config)  # the spec's flags, before anything is queried
+
+
+def validate(config) -> None:
+    """Every name and range in a config, checked before any data or training."""
+    zoo_lib.validate(config)
+    removal.validate(config)
+    validate_source(config)
     evasion.settings(config)
     ensemble.resolve_loop(config.train.loop)
     e = config.extract

@@ -25,6 +25,8 @@ from fingerprinting.suspects import printable
 
 
 _COMMENT = re.compile(r"(^|\s)#.*")
+
+
 def read_specs(path: str) -> list[input_format.Entry]:
     """The suspects a suspect list names, in order, each with its own flags."""
     try:

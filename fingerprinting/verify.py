@@ -88,8 +88,10 @@ _LAYOUT = flags.DEFINE_enum(
     "layout", "nhwc", suspects.LAYOUTS, "Axis order the suspect takes (nchw: PyTorch's)."
 )
 _MEAN = flags.DEFINE_string(
-    "mean", "", "Normalise float pixels by (x - mean) / std: one value or one per channel, "
-    "on the [0,1] scale (e.g. 0.485,0.456,0.406); implies --pixels=float."
+    "mean",
+    "",
+    "Normalise float pixels by (x - mean) / std: one value or one per channel, "
+    "on the [0,1] scale (e.g. 0.485,0.456,0.406); implies --pixels=float.",
 )
 _STD = flags.DEFINE_string("std", "", "See --mean (e.g. 0.229,0.224,0.225).")
 _PROTOCOL = flags.DEFINE_enum(
@@ -151,7 +153,9 @@ def _check_table_paths() -> tuple[str, str] | None:
 def main(argv):
     cli.check_no_args(argv)
     if (_SUSPECT.value is None) == (_SUSPECTS.value is None):
-        raise errors.ConfigError("name the suspect with --suspect=SPEC or a list with --suspects=FILE")
+        raise errors.ConfigError(
+            "name the suspect with --suspect=SPEC or a list with --suspects=FILE"
+        )
     fp_lib.check_levels(_THETA.value, _SIGNIFICANCE.value)
     outputs = _check_table_paths()
     specs = screening.read_specs(_SUSPECTS.value) if _SUSPECTS.value else None

@@ -69,7 +69,9 @@ def digits_source():
 
 def seven_classes():
     model = OwnerNet(7)
-    return (lambda v, xb: model.apply(v, xb)), model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
+    return (lambda v, xb: model.apply(v, xb)), model.init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1))
+    )
 
 
 def not_a_pair():

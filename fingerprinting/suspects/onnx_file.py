@@ -38,7 +38,9 @@ def _session(path: str) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 (onnxruntime raises its own kinds for any bad file)
-        raise SuspectError(f"{path}: not an ONNX model onnxruntime can run ({_first_line(e)})") from None
+        raise SuspectError(
+            f"{path}: not an ONNX model onnxruntime can run ({_first_line(e)})"
+        ) from None
 
 
 def _static(dim) -> int | None:
@@ -91,7 +93,9 @@ def from_onnx(path: str, fmt: InputFormat) -> Suspect:
         try:
             return session.run([y_out.name], {x_in.name: x})[0]
         except Exception as e:  # noqa: BLE001 (a graph can fail on any input it dislikes)
-            raise SuspectError(f"{path}: onnxruntime failed on a batch ({_first_line(e)})") from None
+            raise SuspectError(
+                f"{path}: onnxruntime failed on a batch ({_first_line(e)})"
+            ) from None
 
     suspect = Suspect(path, "onnx", ask, _num_classes(y_out.shape), input_shape)
     batch = _static(x_in.shape[0])
