@@ -59,6 +59,57 @@ class Limits:
                 )
 
 
+def _output(answer: str, num_classes: int) -> dict:
+    """The V2 metadata of the one output: probabilities, or labels."""
+    if answer == "scores":
+        return {"name": "probabilities", "datatype": "FP32", "shape": [-1, num_classes]}
+    return {"name": "label", "datatype": "INT64", "shape": [-1]}
+
+
+def _metadata_routes(name: str, input_shape, output: dict) -> dict:
+    """What each GET path answers: health, server and model metadata (V2), status (V1)."""
+    h, w, c = input_shape
+    return {
+        "/v2": {"name": SERVER_NAME, "version": _version(), "extensions": []},
+        "/v2/health/live": {"live": True},
+        "/v2/health/ready": {"ready": True},
+        f"/v2/models/{name}/ready": {"name": name, "ready": True},
+        f"/v2/models/{name}": {
+            "name": name,
+            "versions": ["1"],
+            "platform": "jax",
+            "inputs": [{"name": "input", "datatype": "UINT8", "shape": [-1, h, w, c]}],
+            "outputs": [output],
+        },
+        f"/v1/models/{name}": {
+            "model_version_status": [
+                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}}
+            ]
+        },
+    }
+
+
+def _infer(body: bytes, protocol: str, name: str, output_name: str, predict, limits):
+    """(status, answer) of one inference request's body; bad requests get a 400."""
+    try:
+        request = json.loads(body)
+        if protocol == "v1":
+            x = protocols.parse_v1_request(request, max_inputs=limits.max_inputs)
+        else:
+            x = protocols.parse_v2_request(request, max_inputs=limits.max_inputs)
+            for wanted in protocols.requested_outputs(request):
+                if wanted != output_name:
+                    raise ValueError(f"no output {wanted!r}; this model has {output_name!r}")
+        out = predict(x)
+    except ValueError as e:  # json.JSONDecodeError is one
+        return 400, {"error": str(e)}
+    except RecursionError:
+        return 400, {"error": "the JSON is nested too deeply"}
+    if protocol == "v1":
+        return 200, protocols.encode_v1_answer(out)
+    return 200, protocols.encode_v2_answer(out, name, request.get("id"))
+
+
 def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits = Limits()):
     """The request handler of a server for `model`, published as `name`."""
     lock = threading.Lock()  # one batch at a time: the model already uses every core
@@ -77,30 +128,8 @@ def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits 
         logits = np.concatenate(logits)
         return labels.softmax(logits) if answer == "scores" else logits.argmax(-1)
 
-    h, w, c = model.input_shape
-    output = (
-        {"name": "probabilities", "datatype": "FP32", "shape": [-1, model.num_classes]}
-        if answer == "scores"
-        else {"name": "label", "datatype": "INT64", "shape": [-1]}
-    )
-    get_routes = {
-        "/v2": {"name": SERVER_NAME, "version": _version(), "extensions": []},
-        "/v2/health/live": {"live": True},
-        "/v2/health/ready": {"ready": True},
-        f"/v2/models/{name}/ready": {"name": name, "ready": True},
-        f"/v2/models/{name}": {
-            "name": name,
-            "versions": ["1"],
-            "platform": "jax",
-            "inputs": [{"name": "input", "datatype": "UINT8", "shape": [-1, h, w, c]}],
-            "outputs": [output],
-        },
-        f"/v1/models/{name}": {
-            "model_version_status": [
-                {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK"}}
-            ]
-        },
-    }
+    output = _output(answer, model.num_classes)
+    get_routes = _metadata_routes(name, model.input_shape, output)
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: one connection for a whole verification
@@ -157,27 +186,7 @@ def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits 
                         "supported; send the tensors as JSON"
                     },
                 )
-            try:
-                request = json.loads(body)
-                if protocol == "v1":
-                    x = protocols.parse_v1_request(request, max_inputs=limits.max_inputs)
-                else:
-                    x = protocols.parse_v2_request(request, max_inputs=limits.max_inputs)
-                    for wanted in protocols.requested_outputs(request):
-                        if wanted != output["name"]:
-                            raise ValueError(
-                                f"no output {wanted!r}; this model has {output['name']!r}"
-                            )
-                out = predict(x)
-            except ValueError as e:  # json.JSONDecodeError is one
-                return self.send_json(400, {"error": str(e)})
-            except RecursionError:
-                return self.send_json(400, {"error": "the JSON is nested too deeply"})
-            if protocol == "v1":
-                self.send_json(200, protocols.encode_v1_answer(out))
-            else:
-                request_id = request.get("id")
-                self.send_json(200, protocols.encode_v2_answer(out, name, request_id))
+            self.send_json(*_infer(body, protocol, name, output["name"], predict, limits))
 
     return Handler
 
