@@ -38,9 +38,7 @@ def base() -> ml_collections.ConfigDict:
     c.models = ml_collections.ConfigDict(
         dict(
             source="cnn_medium",  # the source model's architecture, or package.module:function
-            # a source the defender can only query (then models.source is unused): any
-            # suspect spec, e.g. "http://HOST/v2/models/m/infer --pixels=float"
-            source_api="",
+            source_api="",  # a source to query only, e.g. "URL --pixels=float" (source unused)
             training_surrogates=cpu_mix,  # the defender's students: C-BIM's surrogate side
             training_label_only_surrogates="",  # the defender's students of top-1 labels
             training_references=cpu_mix,  # the defender's independent models: its reference side
