@@ -14,20 +14,15 @@ from fingerprinting import fingerprint as fp_lib
 from fingerprinting import pipeline
 from fingerprinting import zoo as zoo_lib
 from _configs import common
+from _configs import smallest_zoo
 from tests import _flax_source
 
 SOURCE = "tests._flax_source:digits_source"
 
 
 def config_with(source=SOURCE):
-    c = common.smoke(common.base())
+    c = smallest_zoo(common.base())
     c.models.source = source
-    c.removal.attacks = ""
-    # the smallest zoo that extracts: one student and one reference a side
-    c.models.training_surrogates = c.models.training_references = "mlp:1"
-    c.models.testing_surrogates = c.models.testing_references = "mlp:1"
-    c.models.label_only_surrogates = ""
-    c.models.calibration_references = "mlp:1"
     return c
 
 

@@ -11,6 +11,7 @@ from fingerprinting import label_only
 from fingerprinting import labels as labels_lib
 from fingerprinting import pipeline
 from _configs import common
+from _configs import smallest_zoo
 from tests import _flax_source
 from tests import _onnx_models as om
 
@@ -18,13 +19,8 @@ API = "tests._flax_source:predict"
 
 
 def config_with(api=API):
-    c = common.smoke(common.base())
+    c = smallest_zoo(common.base())
     c.models.source_api = api
-    c.removal.attacks = ""
-    c.models.training_surrogates = c.models.training_references = "mlp:1"
-    c.models.testing_surrogates = c.models.testing_references = "mlp:1"
-    c.models.label_only_surrogates = ""
-    c.models.calibration_references = "mlp:1"
     return c
 
 
