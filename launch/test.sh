@@ -2,4 +2,6 @@
 # The test suite, in the repository's own virtual environment.
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh" test
-python -m pytest tests "$@"
+# One worker per core; each test file stays on one worker, so a module's
+# expensive fixtures are built once. PYTEST_WORKERS=0 runs in this process.
+python -m pytest -n "${PYTEST_WORKERS:-auto}" --dist loadfile tests "$@"
