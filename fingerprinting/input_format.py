@@ -64,15 +64,22 @@ class InputFormat:
             raise SuspectError(f"--{what} has {len(values)} values; the inputs have {c} channels")
         return np.broadcast_to(np.asarray(values, np.float32), (c,))
 
+    def _normalise(self, x01_NxHxWxC):
+        """(x - mean) / std per channel, on float pixels in [0, 1] (numpy or jnp)."""
+        c = x01_NxHxWxC.shape[-1]
+        mean = self._per_channel(self.mean, c, "mean", 0.0)
+        std = self._per_channel(self.std, c, "std", 1.0)
+        return (x01_NxHxWxC - mean) / std
+
+    def _in_layout(self, x_NxHxWxC):
+        return x_NxHxWxC.transpose(0, 3, 1, 2) if self.layout == "nchw" else x_NxHxWxC
+
     def prepare(self, x_uint8) -> np.ndarray:
         """The batch as the suspect wants it, from uint8 NHWC pixels."""
         x = np.asarray(x_uint8, np.uint8)
         if self.pixels == "float" or self.normalised:
-            c = x.shape[-1]
-            mean = self._per_channel(self.mean, c, "mean", 0.0)
-            std = self._per_channel(self.std, c, "std", 1.0)
-            x = (x.astype(np.float32) / 255.0 - mean) / std
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if self.layout == "nchw" else x
+            x = self._normalise(x.astype(np.float32) / 255.0)
+        return np.ascontiguousarray(self._in_layout(x))
 
     def shape_of(self, input_shape_HxWxC) -> tuple[int, ...]:
         """One input's shape as the suspect receives it."""
@@ -84,13 +91,8 @@ class InputFormat:
         what a white-box source is given, so that gradients flow through it."""
         x = jnp.asarray(x_NxHxWxC, jnp.float32)
         if self.pixels == "uint8" and not self.normalised:
-            x = x * 255.0
-        else:
-            c = x.shape[-1]
-            mean = self._per_channel(self.mean, c, "mean", 0.0)
-            std = self._per_channel(self.std, c, "std", 1.0)
-            x = (x - jnp.asarray(mean)) / jnp.asarray(std)
-        return x.transpose(0, 3, 1, 2) if self.layout == "nchw" else x
+            return self._in_layout(x * 255.0)
+        return self._in_layout(self._normalise(x))
 
     @classmethod
     def from_flags(cls, flags: dict) -> InputFormat:
