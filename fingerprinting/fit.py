@@ -6,7 +6,10 @@ initialization, data order and augmentation, and optionally its own targets
 subsets) and its own mask of what may change (frozen layers, pruned weights).
 The step is written for one member and vectorized by `ensemble.map_members`;
 an epoch runs as a few `lax.scan` chunks so a person sees progress without
-paying Python dispatch per step. A group's state is checkpointed with Orbax
+paying Python dispatch per step. Where members run one after another anyway
+(strategy 'map' on one device), each chunk runs member by member through one
+single-member program, which every group of that architecture and data
+shares whatever its size: the same steps, compiled once instead of per size. A group's state is checkpointed with Orbax
 after every epoch, and `train_group` resumes from the last checkpoint it finds.
 """
 
@@ -227,6 +230,38 @@ def make_chunk_fn(model, tx, cfg, *, strategy=None, temperature=1.0, loop=None):
     return chunk
 
 
+def member_by_member(strategy) -> bool:
+    """Whether `train_group` runs each chunk one member at a time: with 'map'
+    on one device (members are sequential there, so nothing is lost, and a
+    1-member program is reused by groups of every size); elsewhere the stacked
+    program keeps members in parallel (vmap) or split over devices."""
+    return ensemble.resolve_strategy(strategy) == "map" and jax.device_count() == 1
+
+
+def _chunk_each_member(chunk, state, x_N, targets, perm_MxN, keys_M, first, length, mask):
+    """`chunk` on every member alone, in order; results restacked. Per-member
+    targets and masks are sliced so the program never sees the group's size.
+    Slicing and restacking go through host memory (this runs on a CPU), so
+    they compile nothing for a new group size."""
+    states, metrics = [], []
+    for m in range(perm_MxN.shape[0]):
+        one = lambda tree: jax.tree_util.tree_map(lambda a: np.asarray(a)[m : m + 1], tree)
+        s, met = chunk(
+            one(state),
+            x_N,
+            np.asarray(targets)[m] if targets.ndim == 3 else targets,
+            np.asarray(perm_MxN)[m : m + 1],
+            np.asarray(keys_M)[m : m + 1],
+            first,
+            length,
+            None if mask is None else one(mask),
+        )
+        states.append(s)
+        metrics.append(met)
+    join = lambda *a: jnp.asarray(np.concatenate(a, 0))
+    return jax.tree_util.tree_map(join, *states), jax.tree_util.tree_map(join, *metrics)
+
+
 def plan_chunks(num_examples: int, batch_size: int, chunk_steps: int) -> tuple[int, int]:
     """(chunks per epoch, steps per chunk) covering one epoch with equal chunks."""
     steps = max(1, math.ceil(num_examples / batch_size))
@@ -235,8 +270,14 @@ def plan_chunks(num_examples: int, batch_size: int, chunk_steps: int) -> tuple[i
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
+def _permutation(key, n):
+    return jax.random.permutation(key, n)
+
+
 def _permutations(keys_M, n):
-    return jax.vmap(lambda k: jax.random.permutation(k, n))(keys_M)
+    """One permutation of range(n) per member key, [M, n]; compiled once for
+    every group size."""
+    return jnp.asarray(np.stack([_permutation(k, n) for k in keys_M]))
 
 
 def _checkpoint_manager(directory: str) -> ocp.CheckpointManager:
@@ -337,6 +378,8 @@ def train_group(
     chunk = make_chunk_fn(
         model, tx, cfg, strategy=strategy, temperature=temperature, loop=cfg.get("loop")
     )
+    if member_by_member(strategy):
+        chunk = functools.partial(_chunk_each_member, chunk)
     bar = progress.Bar(desc, total=(epochs - start) * chunks, unit="chunk")
     last_save = time.time()
     for epoch in range(start, epochs):

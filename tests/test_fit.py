@@ -73,6 +73,44 @@ def test_strategies_and_loops_train_identically(digits):
         chex.assert_trees_all_close(r, results[0], atol=2e-4, rtol=2e-4)
 
 
+def test_map_on_one_device_trains_member_by_member_like_the_stacked_program(
+    digits, monkeypatch
+):
+    """Under 'map' every chunk sees one member, so groups of any size share one
+    compiled program; per-member targets and masks reach the right member."""
+    x, t, _ = digits
+    model = models.get_model("cnn_small", 10)
+    sizes = []
+    make = fit.make_chunk_fn
+
+    def spy(*args, **kwargs):
+        chunk = make(*args, **kwargs)
+
+        def counted(state, *rest):
+            sizes.append(ensemble.num_members(state.params))
+            return chunk(state, *rest)
+
+        return counted
+
+    monkeypatch.setattr(fit, "make_chunk_fn", spy)
+    # Member 1 learns shuffled labels and may not change its head's bias.
+    targets = np.stack([t, t[np.random.default_rng(0).permutation(len(t))], t])
+    init = fit.train_group(model, x, t, size=3, cfg=_cfg(), epochs=1, rng=jax.random.PRNGKey(4))
+    params = jax.tree_util.tree_map(lambda _: True, dict(init["params"]))
+    params["head"] = {"kernel": True, "bias": np.array([True, False, True])[:, None]}
+    kw = dict(size=3, cfg=_cfg(), epochs=1, rng=jax.random.PRNGKey(5), trainable={"params": params})
+    sizes.clear()
+    one_by_one = fit.train_group(model, x, targets, strategy="map", init=init, **kw)
+    assert fit.member_by_member("map") and sizes and set(sizes) == {1}
+    sizes.clear()
+    stacked = fit.train_group(model, x, targets, strategy="vmap", init=init, **kw)
+    assert set(sizes) == {3}
+    chex.assert_trees_all_close(one_by_one, stacked, atol=2e-4, rtol=2e-4)
+    bias = lambda v, m: ensemble.member(v, m)["params"]["head"]["bias"]
+    np.testing.assert_array_equal(bias(one_by_one, 1), bias(init, 1))
+    assert not np.allclose(bias(one_by_one, 0), bias(init, 0))
+
+
 def test_stacked_step_equals_step_of_each_member(digits):
     x, t, _ = digits
     model = models.get_model("cnn_medium", 10)
