@@ -9,8 +9,9 @@ an epoch runs as a few `lax.scan` chunks so a person sees progress without
 paying Python dispatch per step. Where members run one after another anyway
 (strategy 'map' on one device), each chunk runs member by member through one
 single-member program, which every group of that architecture and data
-shares whatever its size: the same steps, compiled once instead of per size. A group's state is checkpointed with Orbax
-after every epoch, and `train_group` resumes from the last checkpoint it finds.
+shares whatever its size: the same steps, compiled once instead of per size.
+A group's state is checkpointed with Orbax after every epoch, and
+`train_group` resumes from the last checkpoint it finds.
 """
 
 from __future__ import annotations
@@ -243,18 +244,21 @@ def _chunk_each_member(chunk, state, x_N, targets, perm_MxN, keys_M, first, leng
     targets and masks are sliced so the program never sees the group's size.
     Slicing and restacking go through host memory (this runs on a CPU), so
     they compile nothing for a new group size."""
+    state, mask = jax.tree_util.tree_map(np.asarray, (state, mask))
+    per_member_targets = np.asarray(targets) if targets.ndim == 3 else None
+    perm_MxN, keys_M = np.asarray(perm_MxN), np.asarray(keys_M)
     states, metrics = [], []
     for m in range(perm_MxN.shape[0]):
-        one = lambda tree: jax.tree_util.tree_map(lambda a: np.asarray(a)[m : m + 1], tree)
+        one = lambda tree: jax.tree_util.tree_map(lambda a: a[m : m + 1], tree)
         s, met = chunk(
             one(state),
             x_N,
-            np.asarray(targets)[m] if targets.ndim == 3 else targets,
-            np.asarray(perm_MxN)[m : m + 1],
-            np.asarray(keys_M)[m : m + 1],
+            targets if per_member_targets is None else per_member_targets[m],
+            perm_MxN[m : m + 1],
+            keys_M[m : m + 1],
             first,
             length,
-            None if mask is None else one(mask),
+            one(mask),
         )
         states.append(s)
         metrics.append(met)
