@@ -42,6 +42,11 @@ def base() -> ml_collections.ConfigDict:
             training_surrogates=cpu_mix,  # the defender's students: C-BIM's surrogate side
             training_label_only_surrogates="",  # the defender's students of top-1 labels
             training_references=cpu_mix,  # the defender's independent models: its reference side
+            # Held-out models of the defender, never shown to C-BIM: when given, they
+            # rank the inputs that reach tau (empty: the training models rank them).
+            selection_surrogates="",
+            selection_label_only_surrogates="",
+            selection_references="",
             testing_surrogates=one_each,  # thieves distilled from the source's softmax on D2
             label_only_surrogates="",  # thieves that see only the source's top-1 label
             testing_references=one_each,  # independent models trained on D2

@@ -257,6 +257,17 @@ def score_examples(
     }
 
 
+def rank(ok, conferrability, held_out=None) -> np.ndarray:
+    """Indices of the inputs that passed (`ok`), best first: by conferrability on
+    the held-out selection models when given, ties broken by conferrability on
+    the training models; without them, on the training models alone (stable)."""
+    passed = np.flatnonzero(ok)
+    keys = (-np.asarray(conferrability)[passed],)
+    if held_out is not None:
+        keys += (-np.asarray(held_out)[passed],)  # np.lexsort: the last key sorts first
+    return passed[np.lexsort(keys)]
+
+
 def source_correct_candidates(zoo, count: int, seed: int) -> np.ndarray:
     """Indices into D1 of up to `count` inputs the source classifies correctly
     (Alg. 2, line 5); reuses the source's logits the zoo already computed."""
@@ -281,8 +292,13 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
     x_adv = to_uint8(x_cbim)
     scored = score_examples(zoo, x_adv, d1.y[idx])
     ok = scored["adversarial"] & (scored["conferrability"] >= ecfg.tau - 1e-9)
-    order = np.flatnonzero(ok)[np.argsort(-scored["conferrability"][ok], kind="stable")]
-    keep = order[: ecfg.fingerprint_size]
+    selection = zoo.groups(zoo_lib.SELECTION_SURROGATES + ("selection_reference",))
+    held_out = None
+    if selection:
+        held_out = score_examples(
+            zoo, x_adv, d1.y[idx], zoo_lib.SELECTION_SURROGATES, "selection_reference"
+        )["conferrability"]
+    keep = rank(ok, scored["conferrability"], held_out)[: ecfg.fingerprint_size]
     decoy_x, decoy_truth = pick_decoys(
         zoo.splits.test, round(ecfg.get("decoys_per_input", 3) * len(keep)), config.seed
     )
@@ -319,11 +335,21 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
         "passed_tau": int(ok.sum()),
         "extract_seconds": round(time.time() - start, 1),
         "mean_conferrability_all": float(scored["conferrability"].mean()) if len(idx) else 0.0,
+        "selection_models": sum(tg.group.size for tg in selection),
     }
+    if held_out is not None and len(fp):  # what ranking on the held-out models gained
+        fp.meta["mean_selection_conferrability"] = float(held_out[keep].mean())
+        fp.meta["mean_selection_conferrability_passed"] = float(held_out[ok].mean())
     progress.log(
         f"extract: {int(scored['adversarial'].sum())} adversarial, {int(ok.sum())} with "
         f"conferrability >= {ecfg.tau}; kept {len(fp)} in {fp.meta['extract_seconds']} s"
     )
+    if "mean_selection_conferrability" in fp.meta:
+        progress.log(
+            f"extract: ranked on {fp.meta['selection_models']} held-out models: mean "
+            f"conferrability {fp.meta['mean_selection_conferrability']:.2f} on those kept, "
+            f"{fp.meta['mean_selection_conferrability_passed']:.2f} on all that passed"
+        )
     return fp
 
 

@@ -41,6 +41,13 @@ KINDS = {
     # inputs on which students of top-1 labels agree with the source.
     "training_label_only_surrogate": (None, "source_hard"),
     "training_reference": ("d1", "ground_truth"),
+    # A second set of the defender's models, trained like the three kinds above
+    # but never shown to C-BIM: the inputs that reach tau on the training models
+    # are ranked by their conferrability on these, which estimates how an input
+    # confers to models the attack did not optimise against (`fingerprint.extract`).
+    "selection_surrogate": (None, "surrogate"),
+    "selection_label_only_surrogate": (None, "source_hard"),
+    "selection_reference": ("d1", "ground_truth"),
     "testing_surrogate": ("d2", "surrogate"),
     # A thief behind a label-only API sees the source's top-1 label, nothing more.
     "label_only_surrogate": ("d2", "source_hard"),
@@ -49,6 +56,8 @@ KINDS = {
 }
 # The defender's models that C-BIM runs on (with the source on the surrogate side).
 TRAINING_SURROGATES = ("training_surrogate", "training_label_only_surrogate")
+# The held-out models that rank the fingerprint's inputs (empty by default).
+SELECTION_SURROGATES = ("selection_surrogate", "selection_label_only_surrogate")
 # Models derived from the source and models made without it, among those
 # reported (never those the fingerprint was extracted on).
 DERIVED_KINDS = ("testing_surrogate", "label_only_surrogate")
@@ -166,17 +175,24 @@ def validate(config) -> None:
             f"unknown label source {config.models.surrogate_labels!r}; "
             f"expected one of {', '.join(labels_lib.LABEL_SOURCES)}"
         )
-    if config.models.calibration_data not in ("d1", "d2"):
-        raise SpecError("models.calibration_data must be 'd1' or 'd2'")
+    if config.models.calibration_data not in ("d1", "d1_holdout", "d2"):
+        raise SpecError("models.calibration_data must be 'd1', 'd1_holdout' or 'd2'")
     if config.models.surrogate_data not in ("d1", "d1_holdout"):
         raise SpecError("models.surrogate_data must be 'd1' or 'd1_holdout'")
     holdout = config.data.source_holdout
     if not 0 <= holdout < 1:
         raise SpecError(f"data.source_holdout = {holdout!r} is out of range; expected [0, 1)")
-    if config.models.surrogate_data == "d1_holdout" and holdout <= 0:
+    for field in ("surrogate_data", "calibration_data"):
+        if config.models[field] == "d1_holdout" and holdout <= 0:
+            raise SpecError(
+                f"models.{field} 'd1_holdout' needs data.source_holdout > 0 "
+                "(the share of D1 the source does not train on)"
+            )
+    m = config.models
+    if m.selection_references and not (m.selection_surrogates or m.selection_label_only_surrogates):
         raise SpecError(
-            "models.surrogate_data 'd1_holdout' needs data.source_holdout > 0 "
-            "(the share of D1 the source does not train on)"
+            "models.selection_references needs selection surrogates to rank against "
+            "(models.selection_surrogates or models.selection_label_only_surrogates)"
         )
     ensemble.resolve_strategy(config.models.strategy)
 
@@ -247,7 +263,7 @@ class Zoo:
             return party
         if kind == "source":
             return "d1_train" if self.config.data.source_holdout > 0 else "d1"
-        if kind in TRAINING_SURROGATES:
+        if kind in TRAINING_SURROGATES + SELECTION_SURROGATES:
             return self.config.models.surrogate_data
         return self.config.models.calibration_data
 
@@ -288,11 +304,12 @@ class Zoo:
 
     def temperature(self, kind: str) -> float:
         """Distillation temperature T (Section 2.2): the defender picks it for its
-        training surrogates; the adversary's Retraining attack uses T = 1."""
+        training (and selection) surrogates; the adversary's Retraining attack uses T = 1."""
         if KINDS[kind][1] != "surrogate":
             return 1.0
         m = self.config.models
-        return m.training_temperature if kind.startswith("training") else m.testing_temperature
+        own = kind.startswith(("training", "selection"))
+        return m.training_temperature if own else m.testing_temperature
 
     def targets(self, kind: str) -> np.ndarray:
         split = self.party(kind)

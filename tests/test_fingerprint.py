@@ -32,6 +32,16 @@ def test_conferrability_is_zero_when_references_agree_with_surrogates():
     np.testing.assert_allclose(fp_lib.conferrability(same, same, target), 0.0)
 
 
+def test_rank_puts_held_out_conferrability_first_and_breaks_ties_on_training():
+    ok = np.array([True, True, False, True, True])
+    training = np.array([1.0, 0.5, 1.0, 1.0, 0.75])
+    np.testing.assert_array_equal(fp_lib.rank(ok, training), [0, 3, 4, 1])  # stable
+    held_out = np.array([0.25, 0.5, 1.0, 0.25, 0.5])
+    # Index 2 did not pass; 1 and 4 tie on the held-out models, 4 wins on training.
+    np.testing.assert_array_equal(fp_lib.rank(ok, training, held_out), [4, 1, 0, 3])
+    assert fp_lib.rank(np.zeros(5, bool), training, held_out).size == 0
+
+
 def _linear_probs_fn(w_surr, w_ref):
     def probs_fn(x):
         flat = x.reshape(x.shape[0], -1)

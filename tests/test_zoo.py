@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+from fingerprinting import data as data_lib
 from fingerprinting import errors
 from fingerprinting import zoo
 from _configs import common
@@ -36,7 +37,7 @@ def test_every_kind_trains_on_a_party_and_learns_from_a_label_source():
     for kind, (party, labels) in zoo.KINDS.items():
         assert party in (None, "d1", "d2"), kind
         # References never see the source's answers; derived models always do.
-        if kind in zoo.INDEPENDENT_KINDS or kind == "training_reference":
+        if kind in zoo.INDEPENDENT_KINDS or kind.endswith("_reference"):
             assert labels == "ground_truth", kind
         if kind in zoo.DERIVED_KINDS:
             assert labels != "ground_truth", kind
@@ -92,3 +93,21 @@ def test_students_train_student_epochs_and_references_epochs():
         assert zoo.epochs_of(c, kind) == want, kind
     assert zoo.epochs_of(c, "label_only_surrogate") == 15
     assert zoo.epochs_of(c, "calibration_reference") == 5
+
+
+def test_each_kind_trains_on_its_part_of_d1_when_the_source_keeps_a_holdout(tmp_path):
+    c = common.base()
+    c.data.source_holdout = 0.25
+    c.models.update(dict(surrogate_data="d1_holdout", calibration_data="d1_holdout"))
+    x = np.arange(8, dtype=np.float32).reshape(8, 1, 1, 1)
+    part = data_lib.Split(x, np.arange(8) % 2)
+    z = zoo.Zoo(c, str(tmp_path), data_lib.Splits("toy", part, part, part, ("a", "b")))
+    parties = {kind: z.party_name(kind) for kind in zoo.KINDS}
+    assert parties["source"] == "d1_train"
+    assert parties["training_surrogate"] == parties["calibration_reference"] == "d1_holdout"
+    assert parties["training_reference"] == "d1" and parties["testing_reference"] == "d2"
+    # The source's part and the held-out rest split D1 without overlap.
+    np.testing.assert_array_equal(z.party("source").x[:, 0, 0, 0], np.arange(6))
+    np.testing.assert_array_equal(z.party("calibration_reference").x[:, 0, 0, 0], [6, 7])
+    c.models.calibration_data = "d1"
+    assert len(z.party("calibration_reference")) == 8
