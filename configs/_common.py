@@ -44,14 +44,14 @@ def base() -> ml_collections.ConfigDict:
             training_references=cpu_mix,  # the defender's independent models: its reference side
             # Held-out models of the defender, never shown to C-BIM: when given, they
             # rank the inputs that reach tau (empty: the training models rank them).
-            selection_surrogates="",
-            selection_label_only_surrogates="",
-            selection_references="",
+            selection_surrogates="",  # held-out students of the source's softmax
+            selection_label_only_surrogates="",  # held-out students of its top-1 labels
+            selection_references="",  # held-out independent models, on D1
             testing_surrogates=one_each,  # thieves distilled from the source's softmax on D2
             label_only_surrogates="",  # thieves that see only the source's top-1 label
             testing_references=one_each,  # independent models trained on D2
             calibration_references=one_each,  # independent models: the calibrated test's null
-            calibration_data="d1",  # the defender's own data; 'd2' to simulate outsiders
+            calibration_data="d1",  # the defender's data; d1_holdout: the source's unseen part; d2
             surrogate_data="d1",  # the defender distils on d1, or d1_holdout (unseen by the source)
             surrogate_labels="source_soft",  # Retraining attack: the source's labels at T
             training_temperature=1.0,  # distillation T of the defender's surrogates
