@@ -325,6 +325,16 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def _selection_line(meta) -> list[str]:
+    if "mean_selection_conferrability" not in meta:
+        return []
+    return [
+        f"Ranked on {meta['selection_models']} held-out models (never shown to C-BIM): mean "
+        f"conferrability {_fmt(meta['mean_selection_conferrability'])} on the examples kept, "
+        f"{_fmt(meta['mean_selection_conferrability_passed'])} on all that passed tau."
+    ]
+
+
 def summary_section(fp, rows, config) -> list[str]:
     """The verdict line first, then the source, the fingerprint, the calibration."""
     theta = fp.meta.get("theta", 0.7)
@@ -339,6 +349,7 @@ def summary_section(fp, rows, config) -> list[str]:
         f"({m.get('adversarial')} adversarial, {m.get('passed_tau')} with conferrability >= "
         f"{config.extract.tau}); C-BIM eps {config.extract.eps}, loss {config.extract.loss}, "
         f"{config.extract.steps} steps; extraction {m.get('extract_seconds')} s.",
+        *_selection_line(m),
         f"Calibration: {cal.get('num_models', 0)} independent models, pooled chance rate "
         f"{_fmt(cal.get('pooled_rate'))}, Beta({_fmt(cal.get('beta_a'))}, "
         f"{_fmt(cal.get('beta_b'))}).",

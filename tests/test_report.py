@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from configs import digits
 from fingerprinting import report
 
 
@@ -76,3 +77,18 @@ def test_study_table_and_plot(tmp_path):
     )
     assert os.path.getsize(tmp_path / "plots" / "study.png") > 1000
     assert (tmp_path / "study.md").read_text() == text
+
+
+def test_summary_says_when_held_out_models_ranked_the_fingerprint():
+    meta = {"dataset": "digits", "candidates": 400, "adversarial": 390, "passed_tau": 150}
+    fp = type("FP", (), {"meta": meta, "__len__": lambda self: 100})()
+    config = digits.get_config()
+    assert not any("held-out" in line for line in report.summary_section(fp, ROWS, config))
+    meta.update(
+        selection_models=15,
+        mean_selection_conferrability=0.52,
+        mean_selection_conferrability_passed=0.41,
+    )
+    (line,) = [line for line in report.summary_section(fp, ROWS, config) if "held-out" in line]
+    assert "15 held-out models" in line and "0.520 on the examples kept" in line
+    assert "0.410 on all that passed" in line
