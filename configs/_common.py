@@ -14,7 +14,6 @@ from __future__ import annotations
 import ml_collections
 
 
-
 def base() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0  # the run: the party split (plus data.seed), every initialisation, C-BIM

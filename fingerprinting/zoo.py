@@ -390,7 +390,9 @@ class Zoo:
         """The user's own source: checked against the data, never trained or
         saved; the work directory keeps its parameters' hash and refuses others."""
         variables = external.stacked_variables(group.arch)
-        external.check_fits(group.model, variables, self.splits.input_shape, self.splits.num_classes)
+        external.check_fits(
+            group.model, variables, self.splits.input_shape, self.splits.num_classes
+        )
         digest = ensemble.parameter_hash(variables)
         if os.path.exists(result_path):
             record = files.read_json(result_path)

@@ -36,8 +36,16 @@ def test_pin_refuses_result_changes_and_allows_speed_changes(tmp_path):
         ("models.training_references", "lenet:2", "unknown architecture 'lenet'"),
         ("models.calibration_data", "d3", "calibration_data"),
         ("models.surrogate_data", "d2", "surrogate_data"),
-        ("models.surrogate_data", "d1_holdout", "surrogate_data 'd1_holdout' needs data.source_holdout"),
-        ("models.calibration_data", "d1_holdout", "calibration_data 'd1_holdout' needs data.source"),
+        (
+            "models.surrogate_data",
+            "d1_holdout",
+            "surrogate_data 'd1_holdout' needs data.source_holdout",
+        ),
+        (
+            "models.calibration_data",
+            "d1_holdout",
+            "calibration_data 'd1_holdout' needs data.source",
+        ),
         ("data.source_holdout", 1.0, "data.source_holdout = 1.0 is out of range"),
         ("models.selection_references", "mlp:2", "needs selection surrogates"),
         ("models.label_only_surrogates", "cnn_big:1", "unknown architecture 'cnn_big'"),

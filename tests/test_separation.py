@@ -82,7 +82,9 @@ def test_held_out_selection_models_rank_the_fingerprint(tmp_path):
     fp_plain = fp_lib.extract(zoo_lib.Zoo(plain, str(tmp_path), zoo.splits), plain)
     assert fp_plain.meta["passed_tau"] == fp.meta["passed_tau"]
     assert held_out(fp).mean() > held_out(fp_plain).mean()
-    assert fp.meta["mean_selection_conferrability"] >= fp.meta["mean_selection_conferrability_passed"]
+    assert (
+        fp.meta["mean_selection_conferrability"] >= fp.meta["mean_selection_conferrability_passed"]
+    )
     assert np.all(fp.conferrability == 1.0)  # every kept input passed tau on the training models
     rows = harness.verify_zoo(zoo, fp, config)
     acc = lambda kinds: [r["fingerprint_accuracy"] for r in rows if r["kind"] in kinds]

@@ -15,6 +15,27 @@ class DataError(errors.UserError, ValueError):
     """A data set is unknown, missing, malformed, or too small for a request."""
 
 
+def load_plain_npz(path: str, reader: str, read, plain: str):
+    """`read(f)` on the npz file at `path`, never unpickling (a data file must
+    not be able to run code): an archive of pickled (object) arrays, a corrupt
+    or a non-npz file each become one DataError line that names `reader`;
+    `plain` says what the file should hold instead of pickles."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return read(f)
+    except DataError:
+        raise
+    except ValueError as e:
+        if "pickle" not in str(e):
+            raise DataError(f"{reader}: cannot read {path!r} ({e}).") from None
+        raise DataError(
+            f"{reader}: {path!r} holds pickled (object) arrays; refusing to load it. {plain}"
+        ) from None
+    except Exception as e:  # pylint: disable=broad-except
+        # Corrupt or truncated files fail in several ways (BadZipFile, zlib.error, OSError).
+        raise DataError(f"{reader}: cannot read {path!r} ({type(e).__name__}: {e}).") from None
+
+
 class Raw(NamedTuple):
     """A data set as stored, kept small (uint8) until the split is cut."""
 

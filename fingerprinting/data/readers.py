@@ -16,6 +16,7 @@ import numpy as np
 from fingerprinting.data.base import DATASETS
 from fingerprinting.data.base import DataError
 from fingerprinting.data.base import Raw
+from fingerprinting.data.base import load_plain_npz
 from fingerprinting.data.classes import CINIC10_CLASSES
 from fingerprinting.data.classes import FASHION_MNIST_CLASSES
 from fingerprinting.data.classes import IMAGENET32_CLASSES
@@ -224,30 +225,17 @@ def _read_clsloc(path: str) -> tuple[int, ...]:
 
 
 def _load_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        # Never unpickle: a data file must not be able to run code.
-        with np.load(path, allow_pickle=False) as f:
-            if not {"data", "labels"} <= set(f.files):
-                raise DataError(
-                    f"imagenet32: {path!r} lacks the 'data' and 'labels'"
-                    f" arrays (it has {sorted(f.files)})."
-                )
-            return f["data"], np.asarray(f["labels"])
-    except DataError:
-        raise
-    except ValueError as e:
-        if "pickle" not in str(e):
-            raise DataError(f"imagenet32: cannot read {path!r} ({e}).") from None
-        raise DataError(
-            f"imagenet32: {path!r} holds pickled (object) arrays;"
-            " refusing to load it. Expected plain uint8 'data' and"
-            " integer 'labels' arrays."
-        ) from None
-    except Exception as e:  # pylint: disable=broad-except
-        # Truncated or non-zip files fail in several ways (OSError, BadZipFile).
-        raise DataError(
-            f"imagenet32: cannot read {path!r} as npz ({type(e).__name__}: {e})."
-        ) from None
+    def read(f):
+        if not {"data", "labels"} <= set(f.files):
+            raise DataError(
+                f"imagenet32: {path!r} lacks the 'data' and 'labels'"
+                f" arrays (it has {sorted(f.files)})."
+            )
+        return f["data"], np.asarray(f["labels"])
+
+    return load_plain_npz(
+        path, "imagenet32", read, "Expected plain uint8 'data' and integer 'labels' arrays."
+    )
 
 
 def _planar_to_nhwc(data: np.ndarray, path: str) -> np.ndarray:

@@ -40,6 +40,7 @@ import numpy as np
 
 from fingerprinting.data.base import DataError
 from fingerprinting.data.base import Raw
+from fingerprinting.data.base import load_plain_npz
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _GRAY_MODES = ("1", "L", "LA")
@@ -212,32 +213,23 @@ def _npz_arrays(path: str) -> dict[str, np.ndarray]:
     """The arrays of an npz file under their canonical names (x, y, ...)."""
     if not zipfile.is_zipfile(path):
         raise DataError(f"npz: {path!r} is not an npz archive (as np.savez writes).")
-    try:
-        # Never unpickle: a data file must not be able to run code.
-        with np.load(path, allow_pickle=False) as f:
-            keys = list(f.files)
-            unknown = [k for k in keys if k not in _NPZ_KEYS and k not in _NPZ_ALIASES]
-            if unknown:
-                raise DataError(
-                    f"npz: {path!r} holds arrays this reader does not know ({unknown});"
-                    f" expected x, y and optionally x_test, y_test, class_names."
-                )
-            for alias, key in _NPZ_ALIASES.items():
-                if alias in keys and key in keys:
-                    raise DataError(f"npz: {path!r} holds both {key!r} and {alias!r}; keep one.")
-            return {_NPZ_ALIASES.get(k, k): f[k] for k in keys}
-    except DataError:
-        raise
-    except ValueError as e:
-        if "allow_pickle" not in str(e):
-            raise DataError(f"npz: cannot read {path!r} ({e}).") from None
-        raise DataError(
-            f"npz: {path!r} holds pickled (object) arrays; refusing to load it."
-            " Save plain numeric arrays (and class_names as strings)."
-        ) from None
-    except Exception as e:  # pylint: disable=broad-except
-        # Corrupt members fail in several ways (BadZipFile, zlib.error, OSError).
-        raise DataError(f"npz: cannot read {path!r} ({type(e).__name__}: {e}).") from None
+
+    def read(f):
+        keys = list(f.files)
+        unknown = [k for k in keys if k not in _NPZ_KEYS and k not in _NPZ_ALIASES]
+        if unknown:
+            raise DataError(
+                f"npz: {path!r} holds arrays this reader does not know ({unknown});"
+                f" expected x, y and optionally x_test, y_test, class_names."
+            )
+        for alias, key in _NPZ_ALIASES.items():
+            if alias in keys and key in keys:
+                raise DataError(f"npz: {path!r} holds both {key!r} and {alias!r}; keep one.")
+        return {_NPZ_ALIASES.get(k, k): f[k] for k in keys}
+
+    return load_plain_npz(
+        path, "npz", read, "Save plain numeric arrays (and class_names as strings)."
+    )
 
 
 def _images(x: np.ndarray, key: str, path: str) -> np.ndarray:
