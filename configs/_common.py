@@ -42,7 +42,8 @@ def base() -> ml_collections.ConfigDict:
             training_label_only_surrogates="",  # the defender's students of top-1 labels
             training_references=cpu_mix,  # the defender's independent models: its reference side
             # Held-out models of the defender, never shown to C-BIM: when given, they
-            # rank the inputs that reach tau (empty: the training models rank them).
+            # rank the inputs that reach tau (empty: the training models rank them;
+            # surrogates without references: their agreement with the source ranks).
             selection_surrogates="",  # held-out students of the source's softmax
             selection_label_only_surrogates="",  # held-out students of its top-1 labels
             selection_references="",  # held-out independent models, on D1
@@ -200,7 +201,11 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.models.testing_surrogates = c.models.testing_references = "cnn_small:1"
     c.models.label_only_surrogates, c.models.training_label_only_surrogates = "mlp:1", ""
     c.models.calibration_references = "mlp:2"
+    if c.models.selection_surrogates or c.models.selection_label_only_surrogates:
+        c.models.selection_surrogates = c.models.selection_references = "mlp:1"
+        c.models.selection_label_only_surrogates = ""
     c.train.epochs, c.train.source_epochs, c.train.batch_size = 1, 2, 64
+    c.train.student_epochs = 0  # the students too: train.epochs
     c.extract.steps, c.extract.num_candidates, c.extract.batch_size = 5, 32, 32
     c.extract.tau = 0.0
     c.evaluate.table1_points = 16

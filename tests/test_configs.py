@@ -101,7 +101,8 @@ def spec_counts(config, kind):
 
 
 def model_count(config):
-    return 1 + sum(sum(spec_counts(config, k).values()) for k in SPEC_KINDS)
+    kinds = [k for k in zoo.KINDS if k != "source"]  # the optional selection models too
+    return 1 + sum(sum(spec_counts(config, k).values()) for k in kinds)
 
 
 # ------------------------------------------------- loading and validation --
@@ -136,8 +137,11 @@ def test_variant_is_honoured_and_smaller(name):
     assert small.to_dict() != full.to_dict()
     assert model_count(small) < model_count(full)
     assert small.train.epochs < full.train.epochs
+    assert zoo.epochs_of(small, "testing_surrogate") <= small.train.epochs  # students too
     assert small.extract.steps < full.extract.steps
     assert small.extract.tau == 0.0  # a wiring check keeps every adversarial example
+    selection = [k for k in zoo.KINDS if k.startswith("selection")]
+    assert sum(sum(spec_counts(small, k).values()) for k in selection) <= 2
 
 
 @pytest.mark.parametrize("name", CONFIGS)

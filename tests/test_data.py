@@ -362,3 +362,14 @@ def test_cifar10_tfds_failure_is_data_error(monkeypatch):
     monkeypatch.setattr(tfds, "data_source", missing)
     with pytest.raises(data.DataError, match="tfds build cifar10"):
         data.load_raw("cifar10", "/nonexistent")
+
+
+def test_imagenet32_corrupt_or_foreign_batch_is_one_clear_error(imagenet_dir):
+    batch = imagenet_dir / "train_data_batch_2.npz"
+    batch.write_text("not an archive")
+    with pytest.raises(data.DataError, match="train_data_batch_2.npz' is not an npz archive"):
+        data.load_raw("imagenet32", str(imagenet_dir))
+    np.savez(batch, data=planar(2), labels=[1, 2])
+    batch.write_bytes(batch.read_bytes()[:-40])  # truncated: the zip's directory is gone
+    with pytest.raises(data.DataError, match="imagenet32: .*train_data_batch_2.npz"):
+        data.load_raw("imagenet32", str(imagenet_dir))

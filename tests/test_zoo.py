@@ -106,6 +106,14 @@ def test_each_kind_trains_on_its_part_of_d1_when_the_source_keeps_a_holdout(tmp_
     assert parties["source"] == "d1_train"
     assert parties["training_surrogate"] == parties["calibration_reference"] == "d1_holdout"
     assert parties["training_reference"] == "d1" and parties["testing_reference"] == "d2"
+    # The held-out selection models train as the training models do.
+    assert (
+        parties["selection_surrogate"] == parties["selection_label_only_surrogate"] == "d1_holdout"
+    )
+    assert parties["selection_reference"] == "d1"
+    c.models.update(dict(training_temperature=4.0, testing_temperature=2.0))
+    assert z.temperature("selection_surrogate") == z.temperature("training_surrogate") == 4.0
+    assert z.temperature("testing_surrogate") == 2.0 and z.temperature("selection_reference") == 1.0
     # The source's part and the held-out rest split D1 without overlap.
     np.testing.assert_array_equal(z.party("source").x[:, 0, 0, 0], np.arange(6))
     np.testing.assert_array_equal(z.party("calibration_reference").x[:, 0, 0, 0], [6, 7])

@@ -4,7 +4,9 @@ splits, the data set names, and the one error a user sees for bad data."""
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+import os
+import zipfile
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -15,11 +17,13 @@ class DataError(errors.UserError, ValueError):
     """A data set is unknown, missing, malformed, or too small for a request."""
 
 
-def load_plain_npz(path: str, reader: str, read, plain: str):
+def load_plain_npz(path: str, reader: str, read: Callable, plain: str):
     """`read(f)` on the npz file at `path`, never unpickling (a data file must
     not be able to run code): an archive of pickled (object) arrays, a corrupt
     or a non-npz file each become one DataError line that names `reader`;
     `plain` says what the file should hold instead of pickles."""
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise DataError(f"{reader}: {path!r} is not an npz archive (as np.savez writes).")
     try:
         with np.load(path, allow_pickle=False) as f:
             return read(f)

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import struct
-import zipfile
 
 import numpy as np
 
@@ -211,8 +210,6 @@ def read_image_folder(data_dir: str | None) -> Raw:
 
 def _npz_arrays(path: str) -> dict[str, np.ndarray]:
     """The arrays of an npz file under their canonical names (x, y, ...)."""
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"npz: {path!r} is not an npz archive (as np.savez writes).")
 
     def read(f):
         keys = list(f.files)
