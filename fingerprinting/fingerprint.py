@@ -294,10 +294,13 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
     ok = scored["adversarial"] & (scored["conferrability"] >= ecfg.tau - 1e-9)
     selection = zoo.groups(zoo_lib.SELECTION_SURROGATES + ("selection_reference",))
     held_out = None
-    if selection:
-        held_out = score_examples(
-            zoo, x_adv, d1.y[idx], zoo_lib.SELECTION_SURROGATES, "selection_reference"
-        )["conferrability"]
+    if selection:  # the keys are the source's labels scored above: not asked again
+        x = x_adv.astype(np.float32) / 255.0
+        held_out = conferrability(
+            labels_of(zoo.groups(zoo_lib.SELECTION_SURROGATES), x, zoo.strategy),
+            labels_of(zoo.get("selection_reference"), x, zoo.strategy),
+            scored["keys"],
+        )
     keep = rank(ok, scored["conferrability"], held_out)[: ecfg.fingerprint_size]
     decoy_x, decoy_truth = pick_decoys(
         zoo.splits.test, round(ecfg.get("decoys_per_input", 3) * len(keep)), config.seed
