@@ -27,6 +27,7 @@ def base() -> ml_collections.ConfigDict:
             d2_size=0,  # the adversary's data D2
             test_size=0,  # the held-out test split
             source_holdout=0.0,  # share of D1 the source never trains on (its validation split)
+            fingerprint_pool=0.0,  # share of D1 C-BIM starts from (0: all of D1), see below
             resize=0,  # 0: keep the images' size and channels as loaded
             channels=0,  # 0: keep; 1 or 3 to convert
         )
@@ -41,6 +42,9 @@ def base() -> ml_collections.ConfigDict:
             training_surrogates=cpu_mix,  # the defender's students: C-BIM's surrogate side
             training_label_only_surrogates="",  # the defender's students of top-1 labels
             training_references=cpu_mix,  # the defender's independent models: its reference side
+            # Also on C-BIM's reference side, trained on D1 without data.fingerprint_pool:
+            # like outsiders, they never saw the images C-BIM starts from.
+            training_outsider_references="",  # e.g. cnn_small:2; needs a fingerprint pool
             # Held-out models of the defender, never shown to C-BIM: when given, they
             # rank the inputs that reach tau (empty: the training models rank them;
             # surrogates without references: their agreement with the source ranks).
@@ -201,6 +205,8 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.models.testing_surrogates = c.models.testing_references = "cnn_small:1"
     c.models.label_only_surrogates, c.models.training_label_only_surrogates = "mlp:1", ""
     c.models.calibration_references = "mlp:2"
+    if c.models.training_outsider_references:
+        c.models.training_outsider_references = "mlp:1"
     if c.models.selection_surrogates or c.models.selection_label_only_surrogates:
         c.models.selection_surrogates = c.models.selection_references = "mlp:1"
         c.models.selection_label_only_surrogates = ""

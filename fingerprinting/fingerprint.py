@@ -198,7 +198,7 @@ def run_cbim(
     references; an adversary passes its own trained groups. With `resume_dir`
     every finished batch is kept there and a rerun continues after the last."""
     surr = surrogates or zoo.white_box_sources() + zoo.groups(zoo_lib.TRAINING_SURROGATES)
-    refs = zoo.get("training_reference") if references is None else references
+    refs = zoo.groups(zoo_lib.TRAINING_REFERENCES) if references is None else references
     run = make_cbim_fn(
         [t.group for t in surr], [t.group for t in refs], ecfg, zoo.strategy, ecfg.get("loop")
     )
@@ -239,7 +239,11 @@ def run_cbim(
 
 
 def score_examples(
-    zoo, x_uint8, truth, surrogates=zoo_lib.TRAINING_SURROGATES, references="training_reference"
+    zoo,
+    x_uint8,
+    truth,
+    surrogates=zoo_lib.TRAINING_SURROGATES,
+    references=zoo_lib.TRAINING_REFERENCES,
 ) -> dict:
     """The source's labels (keys) on x, the labels of the surrogates and
     references of the given kinds (a kind or a tuple of kinds), conferrability
@@ -268,11 +272,13 @@ def rank(ok, conferrability, held_out=None) -> np.ndarray:
     return passed[np.lexsort(keys)]
 
 
-def source_correct_candidates(zoo, count: int, seed: int) -> np.ndarray:
-    """Indices into D1 of up to `count` inputs the source classifies correctly
-    (Alg. 2, line 5); reuses the source's logits the zoo already computed."""
-    d1 = zoo.splits.d1
-    return pick_candidates(zoo.source_logits("d1").argmax(-1), d1.y, count, seed)
+def source_correct_candidates(zoo, count: int, seed: int):
+    """The candidates' split (D1, or its fingerprint pool) and the indices into
+    it of up to `count` inputs the source classifies correctly (Alg. 2, line 5);
+    reuses the source's logits the zoo already computed."""
+    party = zoo.candidate_party()
+    split = zoo.split(party)
+    return split, pick_candidates(zoo.source_logits(party).argmax(-1), split.y, count, seed)
 
 
 def pick_decoys(test, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -285,8 +291,7 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
     """Algorithm 2 on a trained zoo; returns the fingerprint (not yet saved).
     `resume_dir` keeps C-BIM's finished batches (see `run_cbim`)."""
     ecfg, start = config.extract, time.time()
-    d1 = zoo.splits.d1
-    idx = source_correct_candidates(zoo, ecfg.num_candidates, config.seed)
+    d1, idx = source_correct_candidates(zoo, ecfg.num_candidates, config.seed)
     progress.log(f"extract: {len(idx)} candidates the source classifies correctly")
     x_cbim = run_cbim(zoo, d1.x[idx], d1.y[idx], ecfg, config.seed, resume_dir=resume_dir)
     x_adv = to_uint8(x_cbim)
@@ -315,7 +320,10 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
         decoy_x=decoy_x,
         decoy_truth=decoy_truth,
     )
-    calib = zoo.get("calibration_reference")
+    outsiders = zoo.needs_fingerprint("calibration_reference")
+    if outsiders and len(fp):
+        zoo.set_fingerprint(fp.original)  # the calibration references never see these
+    calib = [] if outsiders and not len(fp) else zoo.get("calibration_reference")
     agree = (labels_of(calib, fp.inputs, zoo.strategy) == fp.keys[None]).sum(1) if len(fp) else []
     fp.meta = {
         "dataset": zoo.splits.name,
@@ -332,6 +340,7 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
         "calibration": dict(
             stats.calibrate(agree, len(fp)),
             models=[r["name"] for tg in calib for r in tg.records()],
+            data=zoo.party_name("calibration_reference"),
         ),
         "candidates": int(len(idx)),
         "adversarial": int(scored["adversarial"].sum()),

@@ -157,8 +157,7 @@ def table1(zoo, config, workdir: str) -> list[dict]:
     path = os.path.join(workdir, "table1.jsonl")
     rows = files.read_jsonl(path)
     done = {(r["method"], r["eps"]) for r in rows}
-    d1 = zoo.splits.d1
-    idx = fp_lib.source_correct_candidates(zoo, config.evaluate.table1_points, config.seed + 1)
+    d1, idx = fp_lib.source_correct_candidates(zoo, config.evaluate.table1_points, config.seed + 1)
     base_eps = config.evaluate.table1_eps or config.extract.eps
     sweep = sorted(set(config_lib.parse_floats(config.evaluate.eps_sweep)) | {base_eps})
     methods = parse_methods(config.evaluate.table1_methods)

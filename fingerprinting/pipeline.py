@@ -183,6 +183,11 @@ def run_train(config, workdir: str) -> list[dict]:
     zoo = open_zoo(config, workdir)
     rows = zoo.train_all()
     print(format_models(rows))
+    if zoo.needs_fingerprint("calibration_reference"):
+        print(
+            "calibration references: trained by extract, on D1 without the fingerprint's "
+            f"images (models.calibration_data={zoo_lib.WITHOUT_FINGERPRINT})"
+        )
     return rows
 
 
@@ -229,6 +234,8 @@ def run_extract(config, workdir: str, *, zoo=None, overwrite: bool = False) -> a
                 "pass --overwrite to extract a new one (the old file is kept)"
             )
         progress.log(f"extract: {path} exists ({len(fp)} examples); nothing to do")
+        if zoo is not None:
+            zoo.set_fingerprint(fp.original)
         return fp
     zoo = zoo or open_zoo(config, workdir)
     zoo.train_all()
@@ -252,4 +259,6 @@ def run_extract(config, workdir: str, *, zoo=None, overwrite: bool = False) -> a
     if old:
         progress.log(f"extract: the previous fingerprint is kept as {old}")
     progress.log(f"extract: wrote {path}")
+    zoo.set_fingerprint(fp.original)
+    zoo.train_all()  # models.jsonl gains the models trained after the extraction
     return fp

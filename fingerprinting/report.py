@@ -32,6 +32,7 @@ KIND_COLORS = {
     "testing_surrogate": "tab:red",
     "label_only_surrogate": "tab:orange",
     "training_reference": "tab:blue",
+    "training_outsider_reference": "tab:blue",
     "testing_reference": "tab:blue",
     "calibration_reference": "tab:cyan",
     "attack": "tab:purple",
@@ -335,6 +336,19 @@ def _selection_line(meta) -> list[str]:
     ]
 
 
+CALIBRATION_DATA = {
+    "d1": "the defender's data D1",
+    "d1_holdout": "the part of D1 the source never trained on",
+    "d1_without_fingerprint": "D1 without the images the fingerprint starts from",
+    "d2": "the adversary's data D2",
+}
+
+
+def _calibration_data(cal: dict) -> str:
+    data = CALIBRATION_DATA.get(cal.get("data", ""))
+    return f" (trained on {data})" if data else ""
+
+
 def summary_section(fp, rows, config) -> list[str]:
     """The verdict line first, then the source, the fingerprint, the calibration."""
     theta = fp.meta.get("theta", 0.7)
@@ -350,7 +364,8 @@ def summary_section(fp, rows, config) -> list[str]:
         f"{config.extract.tau}); C-BIM eps {config.extract.eps}, loss {config.extract.loss}, "
         f"{config.extract.steps} steps; extraction {m.get('extract_seconds')} s.",
         *_selection_line(m),
-        f"Calibration: {cal.get('num_models', 0)} independent models, pooled chance rate "
+        f"Calibration: {cal.get('num_models', 0)} independent models{_calibration_data(cal)}, "
+        "pooled chance rate "
         f"{_fmt(cal.get('pooled_rate'))}, Beta({_fmt(cal.get('beta_a'))}, "
         f"{_fmt(cal.get('beta_b'))}).",
         f"Smallest fingerprint accuracy of a derived model (testing and label-only "

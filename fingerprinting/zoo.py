@@ -10,6 +10,7 @@ already there. `models.jsonl` gets one line per trained model.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import sys
@@ -41,6 +42,10 @@ KINDS = {
     # inputs on which students of top-1 labels agree with the source.
     "training_label_only_surrogate": (None, "source_hard"),
     "training_reference": ("d1", "ground_truth"),
+    # References that have never seen the images C-BIM starts from (D1 without
+    # its fingerprint pool, `data.fingerprint_pool`), as no outsider has: C-BIM
+    # pushes away from them too, not only from references that memorised them.
+    "training_outsider_reference": ("d1_rest", "ground_truth"),
     # A second set of the defender's models, trained like the three kinds above
     # but never shown to C-BIM: the inputs that reach tau on the training models
     # are ranked by their conferrability on these, which estimates how an input
@@ -56,18 +61,30 @@ KINDS = {
 }
 # The defender's models that C-BIM runs on (with the source on the surrogate side).
 TRAINING_SURROGATES = ("training_surrogate", "training_label_only_surrogate")
+# The defender's models on C-BIM's reference side.
+TRAINING_REFERENCES = ("training_reference", "training_outsider_reference")
 # The held-out models that rank the fingerprint's inputs (empty by default).
 SELECTION_SURROGATES = ("selection_surrogate", "selection_label_only_surrogate")
 # Models derived from the source and models made without it, among those
 # reported (never those the fingerprint was extracted on).
 DERIVED_KINDS = ("testing_surrogate", "label_only_surrogate")
 INDEPENDENT_KINDS = ("testing_reference", "calibration_reference")
-# The parts of D1 when the source keeps a validation split (data.source_holdout).
-D1_PARTS = ("d1_train", "d1_holdout")
+# The parts of D1 when the source keeps a validation split (data.source_holdout),
+# and when C-BIM starts from a pool of it (data.fingerprint_pool): the rest and the pool.
+D1_PARTS = ("d1_train", "d1_holdout", "d1_rest", "d1_pool")
+# D1 without the images the fingerprint starts from (`models.calibration_data`):
+# calibration references that, like an outsider, have never seen them.
+WITHOUT_FINGERPRINT = "d1_without_fingerprint"
+CALIBRATION_DATA = ("d1", "d1_holdout", "d2", WITHOUT_FINGERPRINT)
 
 
 class SpecError(errors.ConfigError):
     pass
+
+
+class NoFingerprintError(RuntimeError):
+    """A group that trains without the fingerprint's images, asked for before
+    the zoo knows them (`Zoo.set_fingerprint`): a bug, never the user's input."""
 
 
 class CheckpointError(errors.UserError, ValueError):
@@ -175,13 +192,25 @@ def validate(config) -> None:
             f"unknown label source {config.models.surrogate_labels!r}; "
             f"expected one of {', '.join(labels_lib.LABEL_SOURCES)}"
         )
-    if config.models.calibration_data not in ("d1", "d1_holdout", "d2"):
-        raise SpecError("models.calibration_data must be 'd1', 'd1_holdout' or 'd2'")
+    if config.models.calibration_data not in CALIBRATION_DATA:
+        raise SpecError(
+            "models.calibration_data must be one of " + ", ".join(map(repr, CALIBRATION_DATA))
+        )
     if config.models.surrogate_data not in ("d1", "d1_holdout"):
         raise SpecError("models.surrogate_data must be 'd1' or 'd1_holdout'")
     holdout = config.data.source_holdout
     if not 0 <= holdout < 1:
         raise SpecError(f"data.source_holdout = {holdout!r} is out of range; expected [0, 1)")
+    pool = config.data.get("fingerprint_pool", 0.0)
+    if not 0 <= pool < 1:
+        raise SpecError(f"data.fingerprint_pool = {pool!r} is out of range; expected [0, 1)")
+    if pool > 0 and holdout > 0:
+        raise SpecError("data.fingerprint_pool and data.source_holdout cannot be combined")
+    if config.models.get("training_outsider_references") and pool <= 0:
+        raise SpecError(
+            "models.training_outsider_references needs data.fingerprint_pool > 0 "
+            "(the share of D1 they never see and C-BIM starts from)"
+        )
     for field in ("surrogate_data", "calibration_data"):
         if config.models[field] == "d1_holdout" and holdout <= 0:
             raise SpecError(
@@ -252,9 +281,40 @@ class Zoo:
         self._source_logits: dict[str, np.ndarray] = {}
         self._cache: dict[str, list[TrainedGroup]] = {}
         self.trained_now = 0  # groups trained (not loaded) by this process
+        self._fingerprint_originals: np.ndarray | None = None  # uint8, one row per input
+        self.fingerprint_tag = ""  # names the groups trained without those images
 
-    def group_dir(self, group: ensemble.Group) -> str:
-        return os.path.join(self.workdir, "models", group.name)
+    def needs_fingerprint(self, kind: str) -> bool:
+        """Whether a kind trains without the fingerprint's images, and so only
+        once the fingerprint is extracted."""
+        return kind == "calibration_reference" and (
+            self.config.models.calibration_data == WITHOUT_FINGERPRINT
+        )
+
+    def set_fingerprint(self, original_NxHxWxC: np.ndarray) -> None:
+        """The images a fingerprint starts from (uint8), which the groups that
+        `needs_fingerprint` must not train on. Their groups are trained per
+        fingerprint, in directories named by these images' digest."""
+        rows = np.ascontiguousarray(original_NxHxWxC, np.uint8).reshape(len(original_NxHxWxC), -1)
+        tag = hashlib.sha256(rows.tobytes()).hexdigest()[:12]
+        if tag != self.fingerprint_tag:
+            self._cache = {k: v for k, v in self._cache.items() if not self.needs_fingerprint(k)}
+        self._fingerprint_originals, self.fingerprint_tag = rows, tag
+
+    def group_dir(self, group: ensemble.Group, kind: str = "") -> str:
+        name = group.name
+        if kind and self.needs_fingerprint(kind):
+            name += f"-fp{self.fingerprint_tag}"
+        return os.path.join(self.workdir, "models", name)
+
+    @property
+    def pool(self) -> float:
+        """data.fingerprint_pool: the share of D1 that C-BIM starts from (0: all of D1)."""
+        return self.config.data.get("fingerprint_pool", 0.0)
+
+    def candidate_party(self) -> str:
+        """Where C-BIM's starting points (and Table 1's) come from."""
+        return "d1_pool" if self.pool > 0 else "d1"
 
     def party_name(self, kind: str) -> str:
         """The data a kind trains on: d1, d2, or a part of D1 (`D1_PARTS`)."""
@@ -268,13 +328,30 @@ class Zoo:
         return self.config.models.calibration_data
 
     def split(self, party: str) -> data_lib.Split:
-        """d1, d2, or D1 cut into what the source trains on and its held-out rest."""
+        """d1, d2, or D1 cut in two: what the source trains on and its held-out
+        rest (data.source_holdout), or the rest and the pool C-BIM starts from
+        (data.fingerprint_pool)."""
+        if party == WITHOUT_FINGERPRINT:
+            return self._without_fingerprint()
         if party not in D1_PARTS:
             return getattr(self.splits, party)
         d1 = self.splits.d1
-        cut = len(d1) - int(round(self.config.data.source_holdout * len(d1)))
-        part = slice(None, cut) if party == "d1_train" else slice(cut, None)
+        share = self.pool if party in ("d1_rest", "d1_pool") else self.config.data.source_holdout
+        cut = len(d1) - int(round(share * len(d1)))
+        part = slice(None, cut) if party in ("d1_train", "d1_rest") else slice(cut, None)
         return data_lib.Split(d1.x[part], d1.y[part])
+
+    def _without_fingerprint(self) -> data_lib.Split:
+        if self._fingerprint_originals is None:
+            raise NoFingerprintError(
+                "the calibration references train without the fingerprint's images: "
+                "set the fingerprint first (Zoo.set_fingerprint)"
+            )
+        d1 = self.splits.d1
+        rows = np.clip(np.round(d1.x * 255.0), 0, 255).astype(np.uint8).reshape(len(d1), -1)
+        seen = {r.tobytes() for r in self._fingerprint_originals}
+        keep = np.array([r.tobytes() not in seen for r in rows], bool)
+        return data_lib.Split(d1.x[keep], d1.y[keep])
 
     def party(self, kind: str) -> data_lib.Split:
         return self.split(self.party_name(kind))
@@ -333,6 +410,8 @@ class Zoo:
         if kind == "source" and self.label_only_source:
             return [self.label_only_source]
         if kind not in self._cache:
+            if self.needs_fingerprint(kind) and self._fingerprint_originals is None:
+                raise NoFingerprintError(f"{kind} trains once the fingerprint is extracted")
             groups = groups_of_kind(self.config, kind, self.splits.num_classes)
             self._cache[kind] = [self._train_or_load(kind, g) for g in groups]
         return self._cache[kind]
@@ -343,7 +422,7 @@ class Zoo:
         return [tg for kind in kinds for tg in self.get(kind)]
 
     def _train_or_load(self, kind: str, group: ensemble.Group) -> TrainedGroup:
-        gdir = self.group_dir(group)
+        gdir = self.group_dir(group, kind)
         result_path = os.path.join(gdir, "result.json")
         final = os.path.join(gdir, "final")
         test = self.splits.test
@@ -441,7 +520,10 @@ class Zoo:
         return variables, acc
 
     def train_all(self, kinds=tuple(KINDS)) -> list[dict]:
-        """Trains every group of the given kinds; writes and returns models.jsonl rows."""
+        """Trains every group of the given kinds (those that `needs_fingerprint`
+        once the fingerprint is set); writes and returns models.jsonl rows."""
+        if self._fingerprint_originals is None:
+            kinds = [k for k in kinds if not self.needs_fingerprint(k)]
         rows = [r for kind in kinds for tg in self.get(kind) for r in tg.records()]
         path = os.path.join(self.workdir, "models.jsonl")
         if not self.trained_now and files.read_jsonl(path) == rows:

@@ -63,8 +63,14 @@ PAPER_SIZES = {
 }
 NUM_CLASSES = {"cifar10": 10, "cinic10": 10, "imagenet32": 100}
 DEFENDER_KINDS = ("training_surrogate", "training_reference")
-# The kinds every config names; the held-out selection models are optional.
-SPEC_KINDS = tuple(k for k in zoo.KINDS if k != "source" and not k.startswith("selection"))
+# The kinds every config names; the held-out selection models and the outsider
+# references (which need a fingerprint pool) are optional.
+OPTIONAL_KINDS = ("training_outsider_reference",)
+SPEC_KINDS = tuple(
+    k
+    for k in zoo.KINDS
+    if k != "source" and not k.startswith("selection") and k not in OPTIONAL_KINDS
+)
 
 
 def config_path(name):

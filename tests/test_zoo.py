@@ -35,7 +35,7 @@ def test_every_kind_trains_on_a_party_and_learns_from_a_label_source():
     )
     assert not set(zoo.DERIVED_KINDS) & set(zoo.INDEPENDENT_KINDS)
     for kind, (party, labels) in zoo.KINDS.items():
-        assert party in (None, "d1", "d2"), kind
+        assert party in (None, "d1", "d2", "d1_rest"), kind
         # References never see the source's answers; derived models always do.
         if kind in zoo.INDEPENDENT_KINDS or kind.endswith("_reference"):
             assert labels == "ground_truth", kind
@@ -119,3 +119,49 @@ def test_each_kind_trains_on_its_part_of_d1_when_the_source_keeps_a_holdout(tmp_
     np.testing.assert_array_equal(z.party("calibration_reference").x[:, 0, 0, 0], [6, 7])
     c.models.calibration_data = "d1"
     assert len(z.party("calibration_reference")) == 8
+
+
+def test_with_a_fingerprint_pool_outsider_references_never_see_where_cbim_starts(tmp_path):
+    c = common.base()
+    c.data.fingerprint_pool = 0.25
+    c.models.training_outsider_references = "mlp:1"
+    x = np.arange(8, dtype=np.float32).reshape(8, 1, 1, 1)
+    part = data_lib.Split(x, np.arange(8) % 2)
+    z = zoo.Zoo(c, str(tmp_path), data_lib.Splits("toy", part, part, part, ("a", "b")))
+    assert z.candidate_party() == "d1_pool" and z.party_name("source") == "d1"
+    assert z.party_name("training_reference") == z.party_name("training_surrogate") == "d1"
+    assert z.party_name("training_outsider_reference") == "d1_rest"
+    np.testing.assert_array_equal(z.party("training_outsider_reference").x[:, 0, 0, 0], range(6))
+    np.testing.assert_array_equal(z.split("d1_pool").x[:, 0, 0, 0], [6, 7])
+    assert zoo.TRAINING_REFERENCES == ("training_reference", "training_outsider_reference")
+    c.data.fingerprint_pool = 0.0
+    assert z.candidate_party() == "d1"
+    with pytest.raises(zoo.SpecError, match="needs data.fingerprint_pool"):
+        zoo.validate(c)
+
+
+def test_outsider_calibration_references_train_without_the_fingerprints_images(tmp_path):
+    c = common.base()
+    c.models.calibration_data = zoo.WITHOUT_FINGERPRINT
+    x = (np.arange(8, dtype=np.float32) / 255.0).reshape(8, 1, 1, 1)
+    part = data_lib.Split(x, np.arange(8) % 2)
+    z = zoo.Zoo(c, str(tmp_path), data_lib.Splits("toy", part, part, part, ("a", "b")))
+    assert z.needs_fingerprint("calibration_reference")
+    assert not z.needs_fingerprint("training_reference")
+    with pytest.raises(zoo.NoFingerprintError):
+        z.party("calibration_reference")
+    with pytest.raises(zoo.NoFingerprintError):
+        z.get("calibration_reference")
+    group = zoo.groups_of_kind(c, "calibration_reference", 2)[0]
+    z.set_fingerprint(np.array([2, 5], np.uint8).reshape(2, 1, 1, 1))
+    np.testing.assert_array_equal(
+        z.party("calibration_reference").x[:, 0, 0, 0] * 255, [0, 1, 3, 4, 6, 7]
+    )
+    first = z.group_dir(group, "calibration_reference")
+    assert first.endswith(f"{group.name}-fp{z.fingerprint_tag}")
+    # Another fingerprint: other groups, in other directories; nothing else moves.
+    z.set_fingerprint(np.array([7], np.uint8).reshape(1, 1, 1, 1))
+    assert z.group_dir(group, "calibration_reference") != first
+    assert len(z.party("calibration_reference")) == 7
+    ref = zoo.groups_of_kind(c, "training_reference", 2)[0]
+    assert z.group_dir(ref, "training_reference").endswith(ref.name)
