@@ -522,10 +522,14 @@ class Zoo:
     def train_all(self, kinds=tuple(KINDS)) -> list[dict]:
         """Trains every group of the given kinds (those that `needs_fingerprint`
         once the fingerprint is set); writes and returns models.jsonl rows."""
-        if self._fingerprint_originals is None:
-            kinds = [k for k in kinds if not self.needs_fingerprint(k)]
-        rows = [r for kind in kinds for tg in self.get(kind) for r in tg.records()]
         path = os.path.join(self.workdir, "models.jsonl")
+        later = []  # without a fingerprint: those rows as the last extraction left them
+        if self._fingerprint_originals is None:
+            later = [k for k in kinds if self.needs_fingerprint(k)]
+            kinds = [k for k in kinds if k not in later]
+        rows = [r for kind in kinds for tg in self.get(kind) for r in tg.records()]
+        if later and os.path.exists(path):
+            rows += [r for r in files.read_jsonl(path) if r.get("kind") in later]
         if not self.trained_now and files.read_jsonl(path) == rows:
             progress.log(f"train: all {len(rows)} models are trained; nothing to do")
             return rows

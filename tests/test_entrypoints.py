@@ -42,6 +42,7 @@ def test_evaluate_writes_every_output(workdir):
         "source",
         "training_surrogate",
         "training_reference",
+        "training_outsider_reference",
         "testing_surrogate",
         "label_only_surrogate",
         "testing_reference",

@@ -9,9 +9,11 @@ one line on stderr naming the problem, and must leave the files it was given
 as they were.
 """
 
+import glob
 import io
 import json
 import os
+import re
 import shutil
 import signal
 
@@ -138,9 +140,15 @@ def test_full_disk_loses_nothing(smoke_workdir, tmp_path):
         check=False,
     )
     assert_one_line_error(proc, "No space left on device")
-    # Nothing written before is touched; C-BIM's batches stay for the rerun.
+    # Nothing written before is touched; C-BIM's batches and the new
+    # fingerprint's calibration references stay for the rerun.
     after = tree_state(wd)
-    partial = {k for k in after if pipeline.PARTIAL_CBIM in k}
+    new_calibration = re.compile(r"models/calibration_reference-\w+-fp[0-9a-f]+/")
+    partial = {
+        k
+        for k in after
+        if pipeline.PARTIAL_CBIM in k or (k not in before and new_calibration.match(k))
+    }
     assert partial and {k: v for k, v in after.items() if k not in partial} == before
 
 
@@ -183,7 +191,8 @@ def _prepare(case, wd, tmp):
         shutil.rmtree(os.path.join(group, "final", "d"))
     elif case == "checkpoint_foreign":
         shutil.rmtree(group)
-        shutil.copytree(os.path.join(wd, "models", "calibration_reference-mlp"), group)
+        (foreign,) = glob.glob(os.path.join(wd, "models", "calibration_reference-mlp*"))
+        shutil.copytree(foreign, group)
     elif case == "fingerprint_truncated":
         data = open(fp_path, "rb").read()
         with open(os.path.join(tmp, "fp.npz"), "wb") as f:

@@ -4,8 +4,10 @@ A change that breaks the method (the loss, the composed ensemble, the filter,
 the label sources, the zoo's data) must break this test, not only a full run.
 On digits with small MLPs and a briefly trained source, the adversary's
 surrogates (distilled from the source on D2) must agree with the fingerprint
-far more often than references trained on D2's ground truth, and the
-fingerprint must hold only inputs on which the source is wrong.
+far more often than references trained on D2's ground truth and calibration
+references that never saw the fingerprint's images, and the fingerprint must
+hold only inputs on which the source is wrong. The digits config's setup:
+C-BIM starts from a pool of D1 and pushes away from outsider references too.
 """
 
 import numpy as np
@@ -29,11 +31,12 @@ def _config():
             testing_surrogates="mlp:2",
             label_only_surrogates="mlp:1",
             testing_references="mlp:2",
+            training_outsider_references="mlp:2",
             calibration_references="mlp:2",
         )
     )
     c.train.update(dict(source_epochs=2, epochs=4))
-    c.extract.update(dict(steps=25, num_candidates=64, batch_size=64, tau=1.0))
+    c.extract.update(dict(steps=25, num_candidates=64, batch_size=64, tau=0.8))
     return c
 
 
@@ -85,7 +88,7 @@ def test_held_out_selection_models_rank_the_fingerprint(tmp_path):
     assert (
         fp.meta["mean_selection_conferrability"] >= fp.meta["mean_selection_conferrability_passed"]
     )
-    assert np.all(fp.conferrability == 1.0)  # every kept input passed tau on the training models
+    assert np.all(fp.conferrability >= config.extract.tau - 1e-6)  # every kept input passed tau
     rows = harness.verify_zoo(zoo, fp, config)
     acc = lambda kinds: [r["fingerprint_accuracy"] for r in rows if r["kind"] in kinds]
     derived = acc(("testing_surrogate", "label_only_surrogate"))
