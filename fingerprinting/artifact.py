@@ -34,6 +34,11 @@ DECOY_ARRAYS = ("decoy_x", "decoy_truth")  # since format 2
 MAX_UNPACKED = 2 << 30
 
 
+def to_uint8(x) -> np.ndarray:
+    """Images in [0, 1] as the fingerprint file stores them."""
+    return np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
+
+
 class FingerprintError(errors.UserError, ValueError):
     pass
 

@@ -54,8 +54,7 @@ def conferrability(surr_labels_SxN, ref_labels_RxN, target_N) -> np.ndarray:
     )
 
 
-def to_uint8(x) -> np.ndarray:
-    return np.clip(np.round(np.asarray(x) * 255.0), 0, 255).astype(np.uint8)
+to_uint8 = artifact.to_uint8
 
 
 def labels_of(trained_groups, x, strategy=None) -> np.ndarray:

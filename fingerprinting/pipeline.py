@@ -259,6 +259,6 @@ def run_extract(config, workdir: str, *, zoo=None, overwrite: bool = False) -> a
     if old:
         progress.log(f"extract: the previous fingerprint is kept as {old}")
     progress.log(f"extract: wrote {path}")
-    zoo.set_fingerprint(fp.original)
-    zoo.train_all()  # models.jsonl gains the models trained after the extraction
+    if zoo.needs_fingerprint("calibration_reference"):
+        zoo.train_all()  # models.jsonl gains the models trained during the extraction
     return fp

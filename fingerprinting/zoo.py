@@ -22,6 +22,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from fingerprinting import artifact
 from fingerprinting import data as data_lib
 from fingerprinting import ensemble
 from fingerprinting import errors
@@ -281,7 +282,7 @@ class Zoo:
         self._source_logits: dict[str, np.ndarray] = {}
         self._cache: dict[str, list[TrainedGroup]] = {}
         self.trained_now = 0  # groups trained (not loaded) by this process
-        self._fingerprint_originals: np.ndarray | None = None  # uint8, one row per input
+        self._without_fingerprint: data_lib.Split | None = None  # D1 less its images
         self.fingerprint_tag = ""  # names the groups trained without those images
 
     def needs_fingerprint(self, kind: str) -> bool:
@@ -297,9 +298,15 @@ class Zoo:
         fingerprint, in directories named by these images' digest."""
         rows = np.ascontiguousarray(original_NxHxWxC, np.uint8).reshape(len(original_NxHxWxC), -1)
         tag = hashlib.sha256(rows.tobytes()).hexdigest()[:12]
-        if tag != self.fingerprint_tag:
-            self._cache = {k: v for k, v in self._cache.items() if not self.needs_fingerprint(k)}
-        self._fingerprint_originals, self.fingerprint_tag = rows, tag
+        if tag == self.fingerprint_tag:
+            return
+        self._cache = {k: v for k, v in self._cache.items() if not self.needs_fingerprint(k)}
+        d1 = self.splits.d1
+        seen = {r.tobytes() for r in rows}
+        rows_d1 = artifact.to_uint8(d1.x).reshape(len(d1), -1)
+        keep = np.array([r.tobytes() not in seen for r in rows_d1], bool)
+        self._without_fingerprint = data_lib.Split(d1.x[keep], d1.y[keep])
+        self.fingerprint_tag = tag
 
     def group_dir(self, group: ensemble.Group, kind: str = "") -> str:
         name = group.name
@@ -332,7 +339,12 @@ class Zoo:
         rest (data.source_holdout), or the rest and the pool C-BIM starts from
         (data.fingerprint_pool)."""
         if party == WITHOUT_FINGERPRINT:
-            return self._without_fingerprint()
+            if self._without_fingerprint is None:
+                raise NoFingerprintError(
+                    "the calibration references train without the fingerprint's images: "
+                    "set the fingerprint first (Zoo.set_fingerprint)"
+                )
+            return self._without_fingerprint
         if party not in D1_PARTS:
             return getattr(self.splits, party)
         d1 = self.splits.d1
@@ -340,18 +352,6 @@ class Zoo:
         cut = len(d1) - int(round(share * len(d1)))
         part = slice(None, cut) if party in ("d1_train", "d1_rest") else slice(cut, None)
         return data_lib.Split(d1.x[part], d1.y[part])
-
-    def _without_fingerprint(self) -> data_lib.Split:
-        if self._fingerprint_originals is None:
-            raise NoFingerprintError(
-                "the calibration references train without the fingerprint's images: "
-                "set the fingerprint first (Zoo.set_fingerprint)"
-            )
-        d1 = self.splits.d1
-        rows = np.clip(np.round(d1.x * 255.0), 0, 255).astype(np.uint8).reshape(len(d1), -1)
-        seen = {r.tobytes() for r in self._fingerprint_originals}
-        keep = np.array([r.tobytes() not in seen for r in rows], bool)
-        return data_lib.Split(d1.x[keep], d1.y[keep])
 
     def party(self, kind: str) -> data_lib.Split:
         return self.split(self.party_name(kind))
@@ -410,7 +410,7 @@ class Zoo:
         if kind == "source" and self.label_only_source:
             return [self.label_only_source]
         if kind not in self._cache:
-            if self.needs_fingerprint(kind) and self._fingerprint_originals is None:
+            if self.needs_fingerprint(kind) and self._without_fingerprint is None:
                 raise NoFingerprintError(f"{kind} trains once the fingerprint is extracted")
             groups = groups_of_kind(self.config, kind, self.splits.num_classes)
             self._cache[kind] = [self._train_or_load(kind, g) for g in groups]
@@ -524,7 +524,7 @@ class Zoo:
         once the fingerprint is set); writes and returns models.jsonl rows."""
         path = os.path.join(self.workdir, "models.jsonl")
         later = []  # without a fingerprint: those rows as the last extraction left them
-        if self._fingerprint_originals is None:
+        if self._without_fingerprint is None:
             later = [k for k in kinds if self.needs_fingerprint(k)]
             kinds = [k for k in kinds if k not in later]
         rows = [r for kind in kinds for tg in self.get(kind) for r in tg.records()]
