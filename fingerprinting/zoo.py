@@ -528,9 +528,9 @@ class Zoo:
             later = [k for k in kinds if self.needs_fingerprint(k)]
             kinds = [k for k in kinds if k not in later]
         rows = [r for kind in kinds for tg in self.get(kind) for r in tg.records()]
-        if later and os.path.exists(path):
-            rows += [r for r in files.read_jsonl(path) if r.get("kind") in later]
-        if not self.trained_now and files.read_jsonl(path) == rows:
+        written = files.read_jsonl(path)
+        rows += [r for r in written if r.get("kind") in later]
+        if not self.trained_now and written == rows:
             progress.log(f"train: all {len(rows)} models are trained; nothing to do")
             return rows
         files.write_jsonl_atomic(path, rows)
