@@ -118,6 +118,12 @@ _HEADER = flags.DEFINE_multi_string(
     "HTTP header for every request, 'Name: value' (repeatable), e.g. "
     "'Authorization: Bearer $API_TOKEN': $VAR is read from the environment.",
 )
+_CA_CERT = flags.DEFINE_string(
+    "ca_cert",
+    None,
+    "PEM file of the certificate authorities to trust for https suspects, instead of the "
+    "system's (a private CA, a self-signed certificate). Certificates are always checked.",
+)
 
 
 def _input_format(**line_flags) -> suspects.InputFormat:
@@ -135,6 +141,7 @@ def _http_options() -> http_client.Options:
         rate_limit=_RATE_LIMIT.value,
         protocol=_PROTOCOL.value,
         headers=tuple(http_client.parse_header(h) for h in _HEADER.value),
+        ca_cert=_CA_CERT.value,
     )
 
 

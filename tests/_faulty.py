@@ -5,18 +5,28 @@ by the model name in the URL, slowly, with the wrong number of answers, with
 something that is not JSON, with HTTP 500 (always, or once), labels out of
 range, NaN scores, or 404; model 'auth' answers only requests that carry the
 API key SECRET. `HostileHandler` is a thief's server, out to stall, exhaust or
-fool the verifier. Both listen on 127.0.0.1 only.
+fool the verifier. `ScriptedServer` sends whatever bytes a test makes for each
+request. `serving` puts the honest model (`PixelModel`) behind `serve`'s
+handler, as it is or changed, and `fingerprint` is one that the honest model
+matches. All listen on 127.0.0.1 only.
 """
 
+import contextlib
 import http.server
 import json
 import socket
+import socketserver
 import threading
 import time
 
 import numpy as np
 
+from fingerprinting import artifact
+from fingerprinting import fingerprint as fp_lib
+from fingerprinting import stats
+from fingerprinting import suspects
 from fingerprinting.suspects import protocols
+from fingerprinting.suspects import server as server_lib
 
 SECRET = "s3cret-key"
 
@@ -26,6 +36,42 @@ def pixel_label(x):
     x = np.asarray(x, np.float64)
     x = np.round(x * 255) if x.max(initial=0) <= 1 else x  # float pixels come in [0, 1]
     return (x.reshape(len(x), -1).sum(1) % 10).astype(int)
+
+
+def fingerprint(n: int = 12, decoys: int = 36) -> artifact.Fingerprint:
+    """Keys and decoys labelled by `pixel_label`: the honest model matches every one."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+    decoy_x = rng.integers(0, 256, (decoys, 8, 8, 1), dtype=np.uint8)
+    return artifact.Fingerprint(
+        x=x,
+        original=x,
+        keys=pixel_label(x).astype(np.int32),
+        truth=np.zeros(n, np.int32),
+        conferrability=np.ones(n, np.float32),
+        meta={
+            "num_classes": 10,
+            "input_shape": [8, 8, 1],
+            "theta": 0.7,
+            "calibration": stats.calibrate([1, 2, 1], n),
+        },
+        decoy_x=decoy_x,
+        decoy_truth=pixel_label(decoy_x).astype(np.int32),
+    )
+
+
+class PixelModel:
+    """What `serve` needs of a trained model: `pixel_label` as logits. Counts
+    the inputs it is asked, to tell a request sent twice."""
+
+    name, input_shape, num_classes = "pixels", (8, 8, 1), 10
+
+    def __init__(self):
+        self.inputs = 0
+
+    def logits(self, x_NxHxWxC):
+        self.inputs += len(x_NxHxWxC)
+        return np.eye(self.num_classes, dtype=np.float32)[pixel_label(x_NxHxWxC)]
 
 
 class FaultyHandler(http.server.BaseHTTPRequestHandler):
@@ -175,6 +221,86 @@ class HostileHandler(http.server.BaseHTTPRequestHandler):
             else protocols.encode_v2_answer(labels, mode)
         )
         self.reply(200, json.dumps(answer).encode())
+
+
+@contextlib.contextmanager
+def serving(variant=lambda handler: handler, answer="scores", wrap=None):
+    """`serve`'s handler around `PixelModel`, changed by `variant`, its socket
+    wrapped by `wrap` (TLS): (model, base URL)."""
+    model = PixelModel()
+    handler = variant(server_lib.make_handler(model, "m", answer))
+    server = server_lib.BoundedServer(("127.0.0.1", 0), handler, max_connections=8)
+    scheme = "http"
+    if wrap is not None:
+        server.socket, scheme = wrap(server.socket), "https"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield model, f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def http10(handler):
+    class Handler(handler):
+        protocol_version = "HTTP/1.0"  # http.server then closes after every answer
+
+    return Handler
+
+
+def verdict(fp, api: str, options) -> dict:
+    """The result of a verification in 10 requests, without what differs from run to run."""
+    suspect = suspects.load_suspect(api, batch_size=5, http=options)
+    result = fp_lib.verify_suspect(fp, suspect)
+    return {k: v for k, v in result.items() if k not in ("suspect", "seconds")}
+
+
+def read_request(rfile):
+    """(method, path, body) of the next request on a connection; None at its end."""
+    line = rfile.readline(1 << 16)
+    if not line.strip():
+        return None
+    method, path = line.decode("latin-1").split()[:2]
+    length = 0
+    while (header := rfile.readline(1 << 16)).strip():
+        name, _, value = header.decode("latin-1").partition(":")
+        length = int(value) if name.strip().lower() == "content-length" else length
+    return method, path, rfile.read(length)
+
+
+class _ScriptedHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        try:
+            while (request := read_request(self.rfile)) is not None:
+                number = self.server.requests
+                self.server.requests += 1
+                data, keep = self.server.answer(number, *request)
+                self.wfile.write(data)
+                if not keep:
+                    return
+        except OSError:  # the client gave up first, as it may
+            pass
+
+
+class ScriptedServer(socketserver.ThreadingTCPServer):
+    """Raw bytes for each request: `answer(number, method, path, body)` returns
+    the bytes to send and whether to keep the connection for another request
+    (otherwise it closes once they are sent). Counts the requests it read."""
+
+    daemon_threads = True
+
+    def __init__(self, answer):
+        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
+        self.answer, self.requests = answer, 0
+        self.base = f"http://127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        self.server_close()
 
 
 def start(handler=None):

@@ -15,14 +15,13 @@ import pytest
 
 from fingerprinting import artifact
 from fingerprinting import fingerprint as fp_lib
-from fingerprinting import stats
 from fingerprinting import suspects
 from fingerprinting.suspects import client as http_client
 from fingerprinting.suspects import protocols
 
 import _faulty
 from _cli import assert_one_line_error, run
-from _faulty import free_port, pixel_label, start, url
+from _faulty import free_port, start, url
 
 # Retries without waiting. The timeout is generous: tests count requests, and on
 # a loaded machine a short one turns a slow answer into a retry.
@@ -129,25 +128,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def fp():
-    rng = np.random.default_rng(0)
-    n, d = 12, 36
-    x = rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
-    decoy_x = rng.integers(0, 256, (d, 8, 8, 1), dtype=np.uint8)
-    return artifact.Fingerprint(
-        x=x,
-        original=x,
-        keys=pixel_label(x).astype(np.int32),
-        truth=np.zeros(n, np.int32),
-        conferrability=np.ones(n, np.float32),
-        meta={
-            "num_classes": 10,
-            "input_shape": [8, 8, 1],
-            "theta": 0.7,
-            "calibration": stats.calibrate([1, 2, 1], n),
-        },
-        decoy_x=decoy_x,
-        decoy_truth=pixel_label(decoy_x).astype(np.int32),
-    )
+    return _faulty.fingerprint()
 
 
 @pytest.mark.parametrize("protocol", protocols.PROTOCOLS)

@@ -6,9 +6,10 @@ A suspect is anything with `predict(x_uint8_NxHxWxC) -> labels [N]`. Specs:
 - `package.module:function`: a Python callable taking a batch of images and
   returning labels [N] or scores [N, K];
 - `model.onnx`: an exported model, run with onnxruntime (see `onnx_file`);
-- `http://HOST:PORT/v1/models/NAME:predict` or `.../v2/models/NAME/infer`: a
+- `http(s)://HOST:PORT/v1/models/NAME:predict` or `.../v2/models/NAME/infer`: a
   prediction API speaking TF-Serving / KServe V1 or the Open Inference
-  Protocol (see `client` and `protocols`).
+  Protocol (see `client` and `protocols`); https certificates are always
+  checked, against the system's authorities or `client.Options.ca_cert`.
 Inputs are 8-bit pixels, what a deployed model receives: callables, ONNX files
 and APIs get them as an `InputFormat` says: uint8 (0..255) or float32 in
 [0, 1], NHWC or NCHW, optionally normalised by a mean and a standard deviation.

@@ -1,14 +1,20 @@
 """The HTTP client: prediction APIs queried as a careful verifier would, of a
 server the thief controls.
 
-Batches go over one kept-alive connection, with a timeout on every whole
-request (a server trickling bytes cannot stall it), a cap on the size of
-each answer derived from its request, bounded retries with exponential
-back-off (capped, whatever `Retry-After` asks) after refused connections,
-timeouts, HTTP 429 and 5xx, and a limit on requests per second. Any failure
-raises `SuspectError` with one line naming it, and text echoed from the
-server has its non-printable characters escaped; answers are used only when
-every request succeeded. Standard library only.
+Batches go over one kept-alive connection while the server keeps it (a new
+one after an answer that ends it: HTTP/1.0, `Connection: close`, a body read
+to the close, or a server that drops idle connections), with a timeout on
+every whole request (a server trickling bytes cannot stall it), a cap on the
+size of each answer derived from its request (bytes on the wire too, however
+they are framed), bounded retries with exponential back-off (capped,
+whatever `Retry-After` asks) after refused connections, timeouts, garbled
+answers, HTTP 429 and 5xx, and a limit on requests per second. https
+certificates are always checked, against the system's authorities or those
+of `Options.ca_cert`; a certificate refused is never retried, and neither
+is a redirect, which is never followed. Any failure raises `SuspectError`
+with one line naming it, and text echoed from the server has its
+non-printable characters escaped; answers are used only when every request
+succeeded. Standard library only.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import math
 import os
 import re
+import ssl
 import time
 import urllib.parse
 
@@ -51,6 +58,14 @@ def answer_cap(n: int, num_classes: int | None) -> int:
     take about 20 bytes a value; 256 a value, a thousand classes when K is not
     known yet, and a mebibyte of envelope leave a wide margin."""
     return (1 << 20) + 256 * n * (num_classes or 1000)
+
+
+def wire_cap(max_bytes: int) -> int:
+    """Bytes read from the socket for one answer at most: its status line,
+    headers and chunk framing may add as much again as the body's cap.
+    http.client trusts a chunk's size (a negative one reads to the close), so
+    the body's cap alone does not bound what is read."""
+    return 2 * max_bytes
 
 
 def retry_after(value: str | None) -> float:
@@ -108,6 +123,7 @@ class Options:
     rate_limit: float = 0.0  # requests per second at most; 0: no limit
     protocol: str = "auto"  # v1, v2, or auto: from the URL's path
     headers: tuple = ()  # (name, value) pairs sent with every request, e.g. an API key
+    ca_cert: str | None = None  # PEM authorities trusted for https instead of the system's
 
     def check(self) -> None:
         checks = [
@@ -125,19 +141,48 @@ class Options:
                 raise SuspectError(f"HTTP header name {name[:40]!r} is not a valid name")
             if any(c in value for c in "\r\n\0"):  # header injection
                 raise SuspectError(f"HTTP header {name}: not a valid header value")
+        if self.ca_cert is not None and not os.path.isfile(self.ca_cert):
+            raise SuspectError(f"ca_cert {self.ca_cert}: no such file")
         if self.protocol not in ("auto",) + PROTOCOLS:
             raise SuspectError(
                 f"unknown protocol {self.protocol!r}; expected auto, {' or '.join(PROTOCOLS)}"
             )
 
 
-class _DeadlineIO(io.RawIOBase):
-    """A socket's reader that gives each read only what is left of one deadline.
-    A socket timeout alone bounds each read: a server trickling a byte a second
-    would hold the verifier for ever."""
+def tls_context(ca_cert: str | None) -> ssl.SSLContext:
+    """Certificate and host name checks, against the system's authorities
+    (OpenSSL reads SSL_CERT_FILE and SSL_CERT_DIR) or only `ca_cert`'s."""
+    try:
+        return ssl.create_default_context(cafile=ca_cert)
+    except OSError as e:  # ssl.SSLError is one: not PEM, no certificate in it
+        why = printable(e.strerror or str(e))
+        raise SuspectError(f"ca_cert {ca_cert}: cannot load certificates from it ({why})") from None
 
-    def __init__(self, raw, sock, deadline: float):
+
+class _TLSConnection(http.client.HTTPConnection):
+    """https whose handshake gets only what is left of the request's deadline
+    (http.client's gives the handshake a whole timeout of its own)."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, netloc: str, *, context: ssl.SSLContext, deadline: float):
+        super().__init__(netloc, timeout=max(deadline - time.monotonic(), 1e-3))
+        self._tls, self._deadline = context, deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(max(self._deadline - time.monotonic(), 1e-3))
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self.host)
+
+
+class _BoundedIO(io.RawIOBase):
+    """A socket's reader that gives each read only what is left of one deadline,
+    and reads at most `max_bytes`. A socket timeout alone bounds each read: a
+    server trickling a byte a second would hold the verifier for ever."""
+
+    def __init__(self, raw, sock, deadline: float, max_bytes: int):
         self._raw, self._sock, self._deadline = raw, sock, deadline
+        self._cap = self._left = max_bytes
 
     def readable(self) -> bool:
         return True
@@ -146,8 +191,14 @@ class _DeadlineIO(io.RawIOBase):
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("the answer did not arrive in time")
+        if self._left <= 0:
+            raise AnswerTooLarge(
+                f"over {self._cap} bytes for this request, counting headers and framing"
+            )
         self._sock.settimeout(left)
-        return self._raw.readinto(b)
+        n = self._raw.readinto(memoryview(b)[: self._left])
+        self._left -= n or 0
+        return n
 
     def close(self) -> None:
         self._raw.close()  # lets the connection close the socket
@@ -155,11 +206,23 @@ class _DeadlineIO(io.RawIOBase):
 
 
 class _TimedResponse(http.client.HTTPResponse):
-    """An HTTP response whose status line, headers and body share one deadline."""
+    """An HTTP response whose status line, headers and body share one deadline
+    and one cap on the bytes read."""
 
-    def __init__(self, sock, *args, deadline: float, **kwargs):
+    def __init__(self, sock, *args, deadline: float, max_bytes: int, **kwargs):
         super().__init__(sock, *args, **kwargs)
-        self.fp = io.BufferedReader(_DeadlineIO(self.fp.detach(), sock, deadline))
+        self.fp = io.BufferedReader(_BoundedIO(self.fp.detach(), sock, deadline, max_bytes))
+
+    def reusable(self) -> bool:
+        """Whether the connection may carry another request: the answer was read
+        whole, the server keeps the connection, and where the answer ended was
+        plain (bytes after an ambiguous end would be read as the next answer)."""
+        lengths = self.headers.get_all("Content-Length", [])
+        if self.chunked:
+            plain = not lengths  # both: RFC 9112 has the connection closed after
+        else:
+            plain = len(lengths) == 1 and re.fullmatch(r"[0-9]+", lengths[0].strip()) is not None
+        return self.isclosed() and not self.will_close and plain
 
 
 class AnswerTooLarge(Exception):
@@ -188,6 +251,7 @@ class Client:
         self.scheme, self.netloc = parts.scheme, parts.netloc
         self.query = f"?{parts.query}" if parts.query else ""  # may carry an API key
         self.path = parts.path + self.query
+        self._tls = tls_context(options.ca_cert) if parts.scheme == "https" else None
         self._conn = None
         self._last_start = -math.inf
         if options.headers and parts.scheme == "http" and not is_loopback(parts.hostname):
@@ -196,18 +260,23 @@ class Client:
                 "to a host that is not this machine; use https"
             )
 
-    def _connection(self, deadline: float) -> http.client.HTTPConnection:
+    def _open(self, deadline: float) -> http.client.HTTPConnection:
+        """A new connection, to be connected within the deadline."""
+        if self._tls is None:
+            left = max(deadline - time.monotonic(), 1e-3)
+            return http.client.HTTPConnection(self.netloc, timeout=left)
+        return _TLSConnection(self.netloc, context=self._tls, deadline=deadline)
+
+    def _connection(self, deadline: float, max_bytes: int) -> http.client.HTTPConnection:
+        """The kept connection, or a new one."""
         if self._conn is None:
-            cls = (
-                http.client.HTTPSConnection
-                if self.scheme == "https"
-                else http.client.HTTPConnection
-            )
-            self._conn = cls(self.netloc, timeout=self.options.timeout)
-            self._conn.connect()
+            self._conn = self._open(deadline)
+            self._conn.connect()  # on failure, the caller drops it
         conn = self._conn
         conn.sock.settimeout(max(deadline - time.monotonic(), 1e-3))  # bounds the send
-        conn.response_class = functools.partial(_TimedResponse, deadline=deadline)
+        conn.response_class = functools.partial(
+            _TimedResponse, deadline=deadline, max_bytes=wire_cap(max_bytes)
+        )
         return conn
 
     def _drop(self) -> None:
@@ -227,20 +296,20 @@ class Client:
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            conn = self._connection(deadline)
+            conn = self._connection(deadline, max_bytes)
             conn.request(method, path, body=body, headers=headers)
             response = conn.getresponse()
-            length = response.getheader("Content-Length", "").strip()
-            if length.isascii() and length.isdigit() and int(length) > max_bytes:
+            # response.length: the Content-Length as http.client will read the body by it
+            if response.length is not None and response.length > max_bytes:
                 raise AnswerTooLarge(
-                    f"{int(length)} bytes declared; the cap for this request is {max_bytes}"
+                    f"{response.length} bytes declared; the cap for this request is {max_bytes}"
                 )
             data = response.read(max_bytes + 1)  # never more: the length may be absent
             if len(data) > max_bytes:
                 raise AnswerTooLarge(f"over the cap of {max_bytes} bytes for this request")
-            if not response.isclosed():  # cut short: the connection cannot be reused
+            if not response.reusable():
                 self._drop()
-            return response.status, response.getheader("Retry-After"), data
+            return response.status, response.headers, data
         except BaseException:
             self._drop()
             raise
@@ -250,10 +319,10 @@ class Client:
         deadline = time.monotonic() + self.options.timeout  # one for both exchanges
         try:
             return self._exchange(method, path, body, max_bytes, deadline)
-        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        except (ConnectionError, ssl.SSLEOFError):  # RemoteDisconnected is one
             if not reused:
                 raise
-            # the server closed an idle connection
+            # the server closed the kept connection before it read this request
             return self._exchange(method, path, body, max_bytes, deadline)
 
     def attempt(self, method: str, path: str, body: bytes | None, max_bytes: int):
@@ -261,7 +330,7 @@ class Client:
         seconds the server asked to wait)); no status means a retry may help."""
         self._pace()
         try:
-            status, wait_header, data = self._send(method, path, body, max_bytes)
+            status, headers, data = self._send(method, path, body, max_bytes)
         except ConnectionRefusedError:
             return None, ("connection refused", None, 0.0)
         except TimeoutError:
@@ -269,14 +338,16 @@ class Client:
             return None, (what, None, 0.0)
         except AnswerTooLarge as e:
             raise SuspectError(f"{self.url}: answer too large ({e})") from None
-        except (OSError, http.client.HTTPException) as e:
+        except ssl.SSLCertVerificationError as e:  # the same certificate on every try
+            raise SuspectError(f"{self.url}: {certificate_problem(e)}") from None
+        # http.client lets a few garbled framings out as ValueError (a negative chunk size)
+        except (OSError, ValueError, http.client.HTTPException) as e:
             what = printable(f"{type(e).__name__}: {e}")
             return None, (f"connection failed ({what})", None, 0.0)
         if status == 200:
             return data, None
-        text = printable(" ".join(data.decode("utf-8", "replace").split()))
-        what = f"HTTP {status}{': ' + text if text else ''}"
-        return None, (what, status, retry_after(wait_header))
+        what = status_problem(status, headers, data)
+        return None, (what, status, retry_after(headers["Retry-After"]))
 
     def request(self, method: str, path: str, body: bytes | None, max_bytes: int) -> bytes:
         """The answer's bytes; tried again while a retry may help, waiting
@@ -301,6 +372,27 @@ class Client:
         """The JSON answer to one POST of `payload`."""
         data = self.request("POST", self.path, json.dumps(payload).encode(), max_bytes)
         return parse_json(data, f"{self.url}: malformed JSON in the answer")
+
+
+def status_problem(status: int, headers, data: bytes) -> str:
+    """What an answer other than 200 says, in one printable line; a redirect
+    names where it points, which is never followed: the API key in the
+    headers would go to a host the user did not name."""
+    location = headers["Location"]
+    if 300 <= status < 400 and location is not None:
+        return (
+            f"HTTP {status} redirects to {printable(location)}; redirects are not followed "
+            "(name that URL as the suspect if it is the same API)"
+        )
+    text = printable(" ".join(data.decode("utf-8", "replace").split()))
+    return f"HTTP {status}{': ' + text if text else ''}"
+
+
+def certificate_problem(e: ssl.SSLCertVerificationError) -> str:
+    why = printable(e.verify_message or str(e))
+    if "mismatch" in why:  # a certificate for another host: trusting it would not help
+        return f"TLS certificate refused ({why})"
+    return f"TLS certificate refused ({why}); --ca_cert=FILE trusts a private authority"
 
 
 def parse_json(data: bytes, context: str):

@@ -11,6 +11,8 @@ with class probabilities, or only labels (the paper's label-only API).
 V2 tensors travel as JSON: a request in the binary tensor data extension
 (`Inference-Header-Content-Length`) is a 400 that says so; a response echoes
 the request's `id`, and a request for an output the model lacks is a 400.
+Connections are kept alive (HTTP/1.1), or closed after the answer, said by
+`Connection: close`, for an HTTP/1.0 client or one that asks.
 
 Clients may be hostile: a connection silent for `Limits.timeout` s is closed,
 at most `Limits.max_connections` are held at once (one more is answered 503
@@ -153,6 +155,8 @@ def make_handler(model: CheckpointModel, name: str, answer: str, limits: Limits 
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:  # HTTP/1.0, or asked: tells the client not to reuse it
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
 
