@@ -29,6 +29,7 @@ from fingerprinting import fingerprint as fp_lib
 from fingerprinting import label_only
 from fingerprinting import progress
 from fingerprinting import removal
+from fingerprinting import store as store_lib
 from fingerprinting import workdir_lock
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.attacks import cbim as cbim_lib
@@ -161,9 +162,11 @@ def validate(config) -> None:
             raise errors.ConfigError(f"{name} = {value!r} is out of range")
 
 
-def open_zoo(config, workdir: str) -> zoo_lib.Zoo:
+def open_zoo(config, workdir: str, store_beside: str | None = None) -> zoo_lib.Zoo:
     """The zoo of a work directory; nothing is written before the config and the
-    data have been checked, and before this process holds the directory's lock."""
+    data have been checked, and before this process holds the directory's lock.
+    Its trained groups are shared through the store beside `store_beside`
+    (default: the work directory; see `store`)."""
     validate(config)  # names first: no data loading for a typo
     workdir_lock.acquire(workdir)  # a directory in use: refused before loading data
     check_pinned(config, workdir)
@@ -176,7 +179,13 @@ def open_zoo(config, workdir: str) -> zoo_lib.Zoo:
     for d in (workdir, os.path.join(workdir, "plots")):
         files.remove_temporaries(d)
     pin_config(config, workdir)
-    return zoo_lib.Zoo(config, workdir, splits, source=label_only.open_source(api, workdir, splits))
+    return zoo_lib.Zoo(
+        config,
+        workdir,
+        splits,
+        source=label_only.open_source(api, workdir, splits),
+        store=store_lib.open_store(store_beside or workdir),
+    )
 
 
 def run_train(config, workdir: str) -> list[dict]:

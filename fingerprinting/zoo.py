@@ -15,6 +15,7 @@ import io
 import os
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable
 
@@ -33,6 +34,7 @@ from fingerprinting import fit
 from fingerprinting import labels as labels_lib
 from fingerprinting import models
 from fingerprinting import progress
+from fingerprinting import store as store_lib
 
 # kind -> (party whose data it trains on, the label source it learns from);
 # a party of None is read from the config (see `Zoo.party_name`).
@@ -77,6 +79,10 @@ D1_PARTS = ("d1_train", "d1_holdout", "d1_rest", "d1_pool")
 # calibration references that, like an outsider, have never seen them.
 WITHOUT_FINGERPRINT = "d1_without_fingerprint"
 CALIBRATION_DATA = ("d1", "d1_holdout", "d2", WITHOUT_FINGERPRINT)
+# Training settings that change only speed, never the weights.
+SPEED_ONLY = ("loop", "checkpoint_seconds")
+# Training settings of other kinds than the one a group is (`epochs_of` has its own).
+EPOCH_FIELDS = ("epochs", "student_epochs", "source_epochs")
 
 
 class SpecError(errors.ConfigError):
@@ -273,13 +279,20 @@ class Zoo:
     """Trains (or loads) the groups of a run inside one work directory."""
 
     def __init__(
-        self, config, workdir: str, splits: data_lib.Splits, source: LabelOnlyGroup | None = None
+        self,
+        config,
+        workdir: str,
+        splits: data_lib.Splits,
+        source: LabelOnlyGroup | None = None,
+        store: store_lib.Store | None = None,
     ):
         validate(config)
         self.config, self.workdir, self.splits = config, workdir, splits
+        self.store = store  # trained groups shared with other work directories
         self.label_only_source = source  # models.source_api: queried, never trained
         self.strategy = ensemble.resolve_strategy(config.models.strategy)
         self._source_logits: dict[str, np.ndarray] = {}
+        self._data_digests: dict[str, str] = {}
         self._cache: dict[str, list[TrainedGroup]] = {}
         self.trained_now = 0  # groups trained (not loaded) by this process
         self._without_fingerprint: data_lib.Split | None = None  # D1 less its images
@@ -307,6 +320,8 @@ class Zoo:
         keep = np.array([r.tobytes() not in seen for r in rows_d1], bool)
         self._without_fingerprint = data_lib.Split(d1.x[keep], d1.y[keep])
         self.fingerprint_tag = tag
+        self._data_digests.pop(WITHOUT_FINGERPRINT, None)
+        self._source_logits.pop(WITHOUT_FINGERPRINT, None)
 
     def group_dir(self, group: ensemble.Group, kind: str = "") -> str:
         name = group.name
@@ -421,46 +436,89 @@ class Zoo:
         kinds = (kinds,) if isinstance(kinds, str) else kinds
         return [tg for kind in kinds for tg in self.get(kind)]
 
+    def data_digest(self, party: str) -> str:
+        """The digest of a party's inputs and labels, computed once."""
+        if party not in self._data_digests:
+            split = self.split(party)
+            self._data_digests[party] = store_lib.recipe_digest(split.x, split.y)
+        return self._data_digests[party]
+
+    def recipe(self, kind: str, group: ensemble.Group, targets) -> str:
+        """The digest of everything that determines a group's weights (`store`)."""
+        skip = SPEED_ONLY + EPOCH_FIELDS
+        train = {k: v for k, v in self.config.train.to_dict().items() if k not in skip}
+        return store_lib.recipe_digest(
+            [group.arch, repr(group.model), group.size, list(self.splits.input_shape)],
+            train,
+            [epochs_of(self.config, kind), self.temperature(kind)],
+            group_seed(self.config, group.name),
+            self.data_digest(self.party_name(kind)),
+            targets,
+            self.data_digest("test"),
+        )
+
     def _train_or_load(self, kind: str, group: ensemble.Group) -> TrainedGroup:
         gdir = self.group_dir(group, kind)
         result_path = os.path.join(gdir, "result.json")
-        final = os.path.join(gdir, "final")
-        test = self.splits.test
         if isinstance(group.model, external.ExternalModel):
             return self._external_source(group, result_path)
         if os.path.exists(result_path):
-            return TrainedGroup(kind, group, *self._load(gdir, group))
-        split = self.party(kind)
-        cfg = self.config.train
-        epochs = epochs_of(self.config, kind)
-        temperature = self.temperature(kind)
+            tg = TrainedGroup(kind, group, *self._load(gdir, group))
+            recipe = files.read_json(result_path).get("recipe")
+            if self.store and recipe:  # trained before the store had it (a kill, an old run)
+                self.store.publish(recipe, gdir)
+            return tg
+        targets = self.targets(kind)
+        recipe = self.recipe(kind, group, targets)
+        if self.store and self.store.fetch(recipe, gdir):
+            tg = TrainedGroup(kind, group, *self._load(gdir, group))
+            progress.log(
+                f"{group.name}: from the store ({recipe[:12]}), test accuracy "
+                + " ".join(f"{a:.3f}" for a in tg.test_accuracy)
+            )
+            return tg
+        tg = self._train(kind, group, gdir, targets, recipe)
+        if self.store:
+            self.store.publish(recipe, gdir)
+        return tg
+
+    def _train(
+        self, kind: str, group: ensemble.Group, gdir: str, targets, recipe: str
+    ) -> TrainedGroup:
+        test, start = self.splits.test, time.time()
         variables = fit.train_group(
             group.model,
-            split.x,
-            self.targets(kind),
+            self.party(kind).x,
+            targets,
             size=group.size,
-            cfg=cfg,
-            epochs=epochs,
+            cfg=self.config.train,
+            epochs=epochs_of(self.config, kind),
             rng=group_seed(self.config, group.name),
             ckpt_dir=os.path.join(gdir, "checkpoints"),
             strategy=self.strategy,
-            temperature=temperature,
+            temperature=self.temperature(kind),
             desc=f"train {group.name} x{group.size}",
         )
         acc = fit.accuracies(group.model, variables, test.x, test.y, strategy=self.strategy)
-        save_variables(final, variables)
+        save_variables(os.path.join(gdir, "final"), variables)
         faults.point("group_final")  # final variables written, result.json not yet
         files.write_json_atomic(
-            result_path,
+            os.path.join(gdir, "result.json"),
             {
                 "test_accuracy": acc.tolist(),
                 "kind": kind,
                 "architecture": group.arch,
                 "num_classes": self.splits.num_classes,
                 "input_shape": list(self.splits.input_shape),
+                "seconds": round(time.time() - start, 1),
+                "recipe": recipe,
             },
         )
-        progress.log(f"{group.name}: test accuracy " + " ".join(f"{a:.3f}" for a in acc))
+        progress.log(
+            f"{group.name}: test accuracy "
+            + " ".join(f"{a:.3f}" for a in acc)
+            + f" ({time.time() - start:.0f} s)"
+        )
         self.trained_now += 1
         faults.point("group")  # between groups
         return TrainedGroup(kind, group, variables, acc)

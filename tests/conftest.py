@@ -35,6 +35,19 @@ def _temporary_files_in_the_test_directory(tmp_path_factory):
         os.environ["TMPDIR"] = old_env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_model_store_between_tests():
+    """Each test trains what it trains: no model store shared through pytest's
+    base directory (tests of the store name their own)."""
+    old = os.environ.get("FINGERPRINTING_STORE")
+    os.environ["FINGERPRINTING_STORE"] = "off"
+    yield
+    if old is None:
+        os.environ.pop("FINGERPRINTING_STORE", None)
+    else:
+        os.environ["FINGERPRINTING_STORE"] = old
+
+
 @pytest.fixture
 def rng():
     return jax.random.PRNGKey(0)

@@ -16,6 +16,7 @@ from fingerprinting import ensemble
 from fingerprinting import files
 from fingerprinting import fit
 from fingerprinting import progress
+from fingerprinting import store
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.removal.base import AdversaryData
 from fingerprinting.removal.base import AttackConfig
@@ -85,6 +86,24 @@ def finished(workdir: str, name: str, config) -> bool:
     return True
 
 
+def attack_recipe(name: str, zoo, config) -> str:
+    """The digest of everything that determines an attack's stolen weights: the
+    source's, the adversary's data and the source's answers on it, the
+    attack's settings and training, and its seed (`store`)."""
+    train = {k: v for k, v in config.train.to_dict().items() if k not in zoo_lib.SPEED_ONLY}
+    return store.recipe_digest(
+        ["attack", name, settings_of(name, config), config.seed],
+        # The transfer set's place too: `settings_of` leaves it out (it may move).
+        name == "knockoff" and os.path.abspath(config.removal.knockoff_dir or "."),
+        train,
+        zoo_lib.group_seed(config, f"attack-{name}"),
+        ensemble.parameter_hash(zoo.source().variables),
+        zoo.data_digest("d2"),
+        zoo.source_logits("d2"),
+        zoo.data_digest("test"),
+    )
+
+
 def adversary_data(zoo) -> AdversaryData:
     d2 = zoo.splits.d2
     return AdversaryData(d2.x, d2.y, zoo.source_logits("d2"))
@@ -96,8 +115,11 @@ def run_attack(name: str, zoo, config) -> Attacked:
     source = zoo.source()
     input_shape = zoo.splits.input_shape
     strategy = ensemble.resolve_strategy(config.removal.strategy)
-    if finished(zoo.workdir, name, config):
+    recipe = attack_recipe(name, zoo, config)
+    if finished(zoo.workdir, name, config) or (zoo.store and zoo.store.fetch(recipe, gdir)):
         record = files.read_json(os.path.join(gdir, "result.json"))
+        if zoo.store and record.get("recipe") == recipe:  # trained before the store had it
+            zoo.store.publish(recipe, gdir)
         group = ensemble.Group(
             f"attack-{name}", source.group.arch, source.group.model, len(record["test_accuracy"])
         )
@@ -111,7 +133,9 @@ def run_attack(name: str, zoo, config) -> Attacked:
         rng=zoo_lib.group_seed(config, f"attack-{name}"),
         name=name,
         strategy=strategy,
-        ckpt_dir=os.path.join(gdir, "checkpoints"),
+        # One directory per recipe: a kill, then other settings, never resumes
+        # the other settings' training.
+        ckpt_dir=os.path.join(gdir, "checkpoints", recipe[:16]),
     )
     stolen = ATTACKS[name].fn(source, adversary_data(zoo), cfg)
     group = ensemble.Group(
@@ -132,6 +156,7 @@ def run_attack(name: str, zoo, config) -> Attacked:
         "deploy": stolen.deploy,
         "part": config.removal.knockoff_data if name == "knockoff" else "d2",
         "settings": settings_of(name, config),
+        "recipe": recipe,
         "seconds": round(time.time() - start, 1),
     }
     attacked = Attacked(name, group, stolen.variables, record, strategy)
@@ -139,6 +164,8 @@ def run_attack(name: str, zoo, config) -> Attacked:
     record["deployed_test_accuracy"] = (logits.argmax(-1) == test.y[None]).mean(-1).tolist()
     zoo_lib.save_variables(os.path.join(gdir, "final"), stolen.variables)
     files.write_json_atomic(os.path.join(gdir, "result.json"), record)
+    if zoo.store:
+        zoo.store.publish(recipe, gdir)
     progress.log(
         f"attack {name}: test accuracy "
         + " ".join(f"{a:.3f}" for a in record["deployed_test_accuracy"])
