@@ -364,16 +364,32 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
     return fp
 
 
+def calibration_without(calibration: dict, model: str) -> dict:
+    """The null fitted without one of its own models: judging a calibration
+    reference by a null it helped fit would favour calling it independent."""
+    names = calibration.get("models", [])
+    if model not in names:
+        return calibration
+    i = names.index(model)
+    counts = calibration["agree_counts"][:i] + calibration["agree_counts"][i + 1 :]
+    rest = dict(calibration, models=names[:i] + names[i + 1 :])
+    for field in ("pooled_rate", "beta_a", "beta_b"):
+        rest.pop(field, None)
+    return dict(rest, **stats.calibrate(counts, calibration["n"]))
+
+
 def verify_labels(
     fp: artifact.Fingerprint,
     suspect_labels,
     *,
     theta: float | None = None,
     significance: float = 0.01,
+    leave_out: str | None = None,
 ) -> dict:
     """Algorithm 1 from a suspect's labels on the fingerprint (`verified`, at
     theta), and the calibrated decision beside it (`verified_calibrated`:
-    independence rejected at `significance`)."""
+    independence rejected at `significance`). A calibration reference is
+    judged by the null of the others (`leave_out`: its name)."""
     suspect_labels = np.asarray(suspect_labels)
     if suspect_labels.shape != fp.keys.shape:
         raise errors.SuspectError(
@@ -383,7 +399,10 @@ def verify_labels(
     n = len(fp)
     k = int((suspect_labels == fp.keys).sum())
     acc = k / n if n else 0.0
-    p = stats.p_values(k, n, fp.meta.get("calibration", {}))
+    calibration = fp.meta.get("calibration", {})
+    if leave_out is not None:
+        calibration = calibration_without(calibration, leave_out)
+    p = stats.p_values(k, n, calibration)
     return {
         "fingerprint_accuracy": acc,
         "theta": theta,

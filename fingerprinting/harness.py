@@ -45,9 +45,10 @@ def parse_methods(spec: str) -> list[str]:
     return config_lib.parse_names(spec, METHODS, "attack method(s)")
 
 
-def verdict(fp, labels, config) -> dict:
-    """Algorithm 1 on a model's labels, and the calibrated decision beside it."""
-    return fp_lib.verify_labels(fp, labels, significance=config.verify.significance)
+def verdict(fp, labels, config, name: str | None = None) -> dict:
+    """Algorithm 1 on a model's labels, and the calibrated decision beside it;
+    a calibration reference (`name`) is judged by the null of the others."""
+    return fp_lib.verify_labels(fp, labels, significance=config.verify.significance, leave_out=name)
 
 
 def verify_zoo(zoo, fp, config) -> list[dict]:
@@ -57,7 +58,9 @@ def verify_zoo(zoo, fp, config) -> list[dict]:
         for tg in zoo.get(kind):
             labels = fp_lib.labels_of([tg], fp.inputs, zoo.strategy)
             for rec, lab in zip(tg.records(), labels):
-                v = verdict(fp, lab, config)
+                v = verdict(
+                    fp, lab, config, rec["name"] if kind == "calibration_reference" else None
+                )
                 rows.append(dict(rec, part=zoo.party_name(kind), attack="none", **v))
     return rows
 
@@ -186,27 +189,61 @@ def table1(zoo, config, workdir: str) -> list[dict]:
     return rows
 
 
-def run_evaluate(config, workdir: str) -> list[dict]:
+class PhaseClock:
+    """Wall time of each phase of a run, logged at its end and kept in
+    WORKDIR/timing.json (one entry per run of the phase, resumed runs included)."""
+
+    def __init__(self, workdir: str):
+        self.path, self.seconds = os.path.join(workdir, "timing.json"), {}
+        self.last = time.time()
+
+    def lap(self, phase: str) -> None:
+        now = time.time()
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + now - self.last, 1)
+        self.last = now
+
+    def close(self) -> None:
+        runs = files.read_json(self.path) if os.path.exists(self.path) else []
+        files.write_json_atomic(self.path, runs + [self.seconds])
+        total = sum(self.seconds.values())
+        progress.log(
+            "time: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
+            + f"; {total / 60:.1f} min in all"
+        )
+
+
+def run_evaluate(config, workdir: str, store_beside: str | None = None) -> list[dict]:
     parse_methods(config.evaluate.table1_methods)
     config_lib.parse_floats(config.evaluate.eps_sweep)
     removal.validate(config)
     evasion.settings(config)
-    zoo = pipeline.open_zoo(config, workdir)
+    zoo = pipeline.open_zoo(config, workdir, store_beside)
+    clock = PhaseClock(workdir)
+    zoo.train_all()
+    clock.lap("train")
     fp = pipeline.run_extract(config, workdir, zoo=zoo)
+    clock.lap("extract")
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     rows = files.read_jsonl(metrics_path)
     before = (rows, files.read_jsonl(os.path.join(workdir, "table1.jsonl")))
     if not any(r["kind"] != "attack" for r in rows):
         rows = verify_zoo(zoo, fp, config) + rows
         files.write_jsonl_atomic(metrics_path, rows)
+    clock.lap("verify")
     rows = run_removal(zoo, fp, config, rows, metrics_path)
+    clock.lap("removal attacks")
     if config.evaluate.evasion and not any(r["kind"] == "evasion" for r in rows):
         rows = rows + evasion.run_evasion(zoo, fp, config)
         files.write_jsonl_atomic(metrics_path, rows)
+        clock.lap("evasion game")
     t1 = table1(zoo, config, workdir)
+    clock.lap("table 1")
     if (rows, t1) == before:
         progress.log(f"evaluate: every result is in {workdir}; nothing to do but the report")
     report.write_report(workdir, fp, rows, t1, config)
+    clock.lap("report")
+    clock.close()
     print(report.verdict_table([r for r in rows if r["kind"] != "evasion"]))
     return rows
 
@@ -223,18 +260,35 @@ def parse_seeds(spec: str) -> list[int]:
 
 def run_study(config, workdir: str, seeds: list[int]) -> list[dict]:
     """`run_evaluate` once per seed, in WORKDIR/seed-N (each resumable), then
-    one table and one plot over the seeds: WORKDIR/study.md and plots/study.png."""
+    one table and one plot over the seeds: WORKDIR/study.md and plots/study.png,
+    rewritten as each seed finishes. The seeds share one store of trained
+    models, beside WORKDIR (`store`)."""
     workdir_lock.acquire(workdir)  # each seed's directory has a lock of its own too
-    study = []
+    study, spent = [], []  # spent: seconds of the seeds this process ran
     for i, seed in enumerate(seeds):
-        progress.log(f"study: seed {seed} ({i + 1} of {len(seeds)})")
+        progress.log(f"study: seed {seed} ({i + 1} of {len(seeds)}){time_left(spent, seeds, i)}")
         cfg = config.copy_and_resolve_references()
         with cfg.unlocked():
             cfg.seed = seed
-        rows = run_evaluate(cfg, os.path.join(workdir, f"seed-{seed}"))
+        start = time.time()
+        rows = run_evaluate(cfg, os.path.join(workdir, f"seed-{seed}"), store_beside=workdir)
+        if time.time() - start > 60:  # a seed resumed from its finished results is not timed
+            spent.append(time.time() - start)
         study.append(report.study_row(seed, rows))
-    workdir_lock.acquire(workdir)  # made by the first seed's run if it was new
-    os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
-    text = report.write_study(workdir, study, config.verify.theta, config.verify.significance)
+        text = write_study_table(workdir, study, config)
+        progress.log(f"study: seed {seed} done in {time.time() - start:.0f} s; {workdir}/study.md")
     print(text)
     return study
+
+
+def time_left(spent: list[float], seeds: list[int], i: int) -> str:
+    """', about N min left' from the seeds timed so far ('' before the first)."""
+    if not spent:
+        return ""
+    return f", about {sum(spent) / len(spent) * (len(seeds) - i) / 60:.0f} min left"
+
+
+def write_study_table(workdir: str, study: list[dict], config) -> str:
+    workdir_lock.acquire(workdir)  # made by the first seed's run if it was new
+    os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
+    return report.write_study(workdir, study, config.verify.theta, config.verify.significance)

@@ -413,6 +413,71 @@ def models_section(models: list[dict], significance: float) -> list[str]:
     ]
 
 
+def _side(kind: str) -> str | None:
+    if kind in DERIVED_KINDS:
+        return "derived"
+    return "independent" if kind in INDEPENDENT_KINDS else None
+
+
+def per_architecture(rows: list[dict]) -> list[dict]:
+    """For each architecture: its derived and its independent models'
+    fingerprint accuracies, and how many of each were verified at theta
+    (`*_verified`) and by the calibrated test (`*_verified_p`)."""
+    out = {}
+    for r in rows:
+        side = _side(r["kind"])
+        if side is None or "architecture" not in r:
+            continue
+        a = out.setdefault(r["architecture"], {"architecture": r["architecture"]})
+        for s in ("derived", "independent"):
+            a.setdefault(f"{s}_accuracies", [])
+            a.setdefault(f"{s}_verified", 0)
+            a.setdefault(f"{s}_verified_p", 0)
+        a[f"{side}_accuracies"].append(round(r["fingerprint_accuracy"], 4))
+        a[f"{side}_verified"] += bool(r.get("verified"))
+        a[f"{side}_verified_p"] += bool(r.get("verified_calibrated"))
+    return sorted(out.values(), key=lambda a: a["architecture"])
+
+
+def architecture_table(per_arch: list[dict], source_arch: str | None = None) -> str:
+    """One line per architecture: derived against independent models."""
+    accs = lambda v: " ".join(f"{x:.2f}" for x in sorted(v)) or "-"
+    count = lambda a, side: (
+        f"{a[side + '_verified']} / {a[side + '_verified_p']} of {len(a[side + '_accuracies'])}"
+    )
+    return files.md_table(
+        [
+            "architecture",
+            "derived: fingerprint acc",
+            "independent: fingerprint acc",
+            "derived verified (theta / p)",
+            "independent verified (theta / p)",
+        ],
+        [
+            [
+                a["architecture"] + (" (source's)" if a["architecture"] == source_arch else ""),
+                accs(a["derived_accuracies"]),
+                accs(a["independent_accuracies"]),
+                count(a, "derived"),
+                count(a, "independent"),
+            ]
+            for a in per_arch
+        ],
+    )
+
+
+def architecture_section(models: list[dict], source_arch: str | None) -> list[str]:
+    return [
+        "## Per architecture",
+        "",
+        "Where the signal is: each architecture's derived models (testing and label-only "
+        "surrogates) against its independent ones (testing and calibration references).",
+        "",
+        architecture_table(per_architecture(models), source_arch),
+        "",
+    ]
+
+
 def table1_section(t1: list[dict]) -> list[str]:
     """Table 1: the attack methods from the same starting points."""
     if not t1:
@@ -476,6 +541,7 @@ def write_report(workdir, fp, rows, t1, config) -> str:
     write_plots(workdir, fp, models, t1, config)
     significance = config.verify.significance
     md = summary_section(fp, rows, config) + models_section(models, significance)
+    md += architecture_section(models, fp.meta.get("source_architecture"))
     theta = fp.meta.get("theta", 0.7)
     md += removal_section(rows, theta, significance, os.path.join(workdir, "plots"))
     evading = evasion.report_section(rows, workdir)
@@ -502,6 +568,7 @@ def study_row(seed: int, rows: list[dict]) -> dict:
         attacks_within_band=len(kept),
         attacks_caught=sum(bool(r.get("verified_calibrated")) for r in kept),
         attacks_missed=sorted({r["attack"] for r in kept if not r.get("verified_calibrated")}),
+        per_architecture=per_architecture(rows),
         **separation(rows),
     )
 
@@ -539,6 +606,21 @@ def plot_study(study: list[dict], theta: float, path: str) -> None:
     ax.set_title("Derived against independent models, per seed (rings: closest pair)")
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
+
+
+def pooled_architectures(study: list[dict]) -> list[dict]:
+    """`per_architecture` summed over the seeds of a study."""
+    out = {}
+    for s in study:
+        for a in s.get("per_architecture", []):
+            if a["architecture"] not in out:
+                out[a["architecture"]] = dict(a)
+                continue
+            pooled = out[a["architecture"]]
+            for k, v in a.items():
+                if k != "architecture":
+                    pooled[k] = pooled[k] + v
+    return sorted(out.values(), key=lambda a: a["architecture"])
 
 
 def write_study(workdir: str, study: list[dict], theta: float, significance: float) -> str:
@@ -587,6 +669,10 @@ def write_study(workdir: str, study: list[dict], theta: float, significance: flo
             table,
             "",
             "![study](plots/study.png)",
+            "",
+            "Per architecture, over every seed:",
+            "",
+            architecture_table(pooled_architectures(study)),
             "",
         ]
     )

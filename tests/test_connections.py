@@ -249,22 +249,26 @@ SLACK = 1.0  # seconds for everything but waiting on the server, on a loaded mac
 
 # Each list leans to what a conforming server sends, so that verdicts are
 # common enough to check; "junk" draws random bytes.
-STATUS_LINES = [b"HTTP/1.1 200 OK"] * 12 + [b"HTTP/1.0 200 OK"] * 4 + [
-    b"HTTP/1.1 200",
-    b"HTTP/1.1 204 No Content",
-    b"HTTP/1.1 103 Early Hints",
-    b"HTTP/1.1 301 Moved",
-    b"HTTP/1.1 404 Not Found",
-    b"HTTP/1.1 429 Slow Down",
-    b"HTTP/1.1 503 Busy",
-    b"HTTP/2 200",
-    b"HTTP/1.1 2000 OK",
-    b"HTTP/1.1 abc",
-    b"ICY 200 OK",
-    b"",
-    b"HTTP/1.1 200 " + b"x" * 70_000,  # over http.client's 64 KiB line
-    "junk",
-]
+STATUS_LINES = (
+    [b"HTTP/1.1 200 OK"] * 12
+    + [b"HTTP/1.0 200 OK"] * 4
+    + [
+        b"HTTP/1.1 200",
+        b"HTTP/1.1 204 No Content",
+        b"HTTP/1.1 103 Early Hints",
+        b"HTTP/1.1 301 Moved",
+        b"HTTP/1.1 404 Not Found",
+        b"HTTP/1.1 429 Slow Down",
+        b"HTTP/1.1 503 Busy",
+        b"HTTP/2 200",
+        b"HTTP/1.1 2000 OK",
+        b"HTTP/1.1 abc",
+        b"ICY 200 OK",
+        b"",
+        b"HTTP/1.1 200 " + b"x" * 70_000,  # over http.client's 64 KiB line
+        "junk",
+    ]
+)
 HEADERS = [b"Content-Type: application/json", b"Server: x", b"Connection: keep-alive"] * 3 + [
     b"Connection: close",
     b"Connection: Close",

@@ -92,3 +92,21 @@ def test_summary_says_when_held_out_models_ranked_the_fingerprint():
     (line,) = [line for line in report.summary_section(fp, ROWS, config) if "held-out" in line]
     assert "15 held-out models" in line and "0.520 on the examples kept" in line
     assert "0.410 on all that passed" in line
+
+
+def test_per_architecture_splits_derived_from_independent_and_pools_seeds():
+    arch = {"testing_surrogate": "mlp", "label_only_surrogate": "cnn_small"}
+    rows = [dict(r, architecture=arch.get(r["kind"], "cnn_small")) for r in ROWS]
+    small, mlp = report.per_architecture(rows)
+    assert small["architecture"] == "cnn_small" and mlp["architecture"] == "mlp"
+    assert mlp["derived_accuracies"] == [0.9, 0.6] and mlp["independent_accuracies"] == []
+    assert (mlp["derived_verified"], mlp["derived_verified_p"]) == (1, 2)
+    # The source and the training surrogate are neither derived nor independent here.
+    assert small["derived_accuracies"] == [0.5]
+    assert small["independent_accuracies"] == [0.5, 0.2, 0.75]
+    assert (small["independent_verified"], small["independent_verified_p"]) == (1, 0)
+    pooled = report.pooled_architectures([{"per_architecture": [small, mlp]}] * 2)
+    assert pooled[0]["independent_accuracies"] == [0.5, 0.2, 0.75] * 2
+    assert pooled[1]["derived_verified_p"] == 4 and small["derived_accuracies"] == [0.5]
+    table = report.architecture_table(pooled, source_arch="mlp")
+    assert "| mlp (source's) | 0.60 0.60 0.90 0.90 | - | 2 / 4 of 4 | 0 / 0 of 0 |" in table

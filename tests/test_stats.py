@@ -7,6 +7,7 @@ from math import factorial
 import numpy as np
 import pytest
 
+from fingerprinting import fingerprint
 from fingerprinting import stats
 
 
@@ -95,3 +96,17 @@ def test_predictive_p_value_is_a_tail_probability():
     assert stats.p_values(28, n, cal)["p_value_binomial"] == pytest.approx(
         stats.binomial_p_value(28, n, sum(counts) / (4 * n))
     )
+
+
+def test_a_calibration_reference_is_judged_by_the_null_of_the_others():
+    calibration = dict(
+        stats.calibrate([10, 12, 11, 9, 60], 100), models=["a", "b", "c", "d", "e"], data="d1"
+    )
+    rest = fingerprint.calibration_without(calibration, "e")
+    assert rest["models"] == ["a", "b", "c", "d"] and rest["agree_counts"] == [10, 12, 11, 9]
+    assert rest["num_models"] == 4 and rest["data"] == "d1"
+    assert rest["pooled_rate"] == pytest.approx(42 / 400)
+    # With itself in the null an outlier looks less extreme than it is.
+    with_itself = stats.p_values(60, 100, calibration)["p_value"]
+    assert stats.p_values(60, 100, rest)["p_value"] < with_itself
+    assert fingerprint.calibration_without(calibration, "not a member") is calibration
