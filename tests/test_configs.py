@@ -528,3 +528,26 @@ def test_every_field_of_the_base_config_says_what_it_is():
     fields = re.findall(r"^ {12}(\w+)=.*$", text, re.M)
     bare = [line for line in re.findall(r"^ {12}\w+=.*$", text, re.M) if "#" not in line]
     assert len(fields) > 60 and not bare, bare
+
+
+@pytest.mark.parametrize("source", ["cnn_medium", "cnn_pool"])
+def test_fashion_mnist_study_has_the_models_its_claims_need(source):
+    c = parse_config("fashion_mnist", f"source={source}")
+    pipeline.validate(c)
+    archs = lambda kinds: [a for k in kinds for a, _ in zoo.parse_spec(c.models[k + "s"])]
+    counts = lambda kinds: {
+        a: sum(n for k in kinds for b, n in zoo.parse_spec(c.models[k + "s"]) if b == a)
+        for a in archs(kinds)
+    }
+    defender = set(archs(zoo.TRAINING_SURROGATES + zoo.TRAINING_REFERENCES))
+    assert c.models.source == source and source in defender and len(defender) >= 4
+    thieves = set(archs(["testing_surrogate"]))
+    assert defender < thieves  # every family of the zoo, and one it does not have
+    assert len(set(archs(["label_only_surrogate"]))) >= 2
+    independent = counts(zoo.INDEPENDENT_KINDS)
+    assert sum(independent.values()) >= 12 and independent[source] >= 4
+
+
+def test_fashion_mnist_refuses_a_source_outside_its_zoo():
+    with pytest.raises(Exception, match="source='resnet20'"):
+        parse_config("fashion_mnist", "source=resnet20")
