@@ -26,6 +26,7 @@ its seeds. Runs of several processes (`jax.distributed`) do not use it.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -45,8 +46,8 @@ from fingerprinting import files
 ENV = "FINGERPRINTING_STORE"
 DEFAULT_NAME = "model-store"
 RECORD = "result.json"
-# The modules whose code decides what a recipe trains to: any change to them
-# is a new recipe (a comment too: retraining beats reusing a stale model).
+# The modules whose code decides what a recipe trains to: any change to what
+# they run is a new recipe (their comments and docstrings are not).
 CODE = (
     "fit.py",
     "ensemble.py",
@@ -91,9 +92,30 @@ def code_digest() -> str:
             paths.append(path)
     h = hashlib.sha256()
     for path in sorted(paths):
-        with open(path, "rb") as f:
-            h.update(os.path.relpath(path, root).encode() + b"\n" + f.read())
+        h.update(os.path.relpath(path, root).encode() + b"\n" + _code_of(path).encode())
     return h.hexdigest()
+
+
+def _code_of(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return code_of_text(f.read())
+
+
+def code_of_text(text: str) -> str:
+    """A module's syntax tree without docstrings: what it runs, not how it is
+    commented (comments never reach the tree)."""
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
 
 
 def recipe_digest(*parts) -> str:

@@ -211,3 +211,12 @@ def test_a_publish_killed_long_ago_is_cleared_and_a_recent_one_kept(tmp_path):
     os.utime(old, (0, 0))
     store_lib.remove_litter(str(tmp_path))
     assert not old.exists() and recent.exists()
+
+
+def test_the_training_code_is_part_of_every_recipe_but_not_its_comments():
+    code = 'def f(x):\n    """Doc."""\n    return x + 1  # why\n'
+    same = 'def f(x):\n    """Other words."""\n    # a comment\n    return x + 1\n'
+    other = "def f(x):\n    return x + 2\n"
+    assert store_lib.code_of_text(code) == store_lib.code_of_text(same)
+    assert store_lib.code_of_text(code) != store_lib.code_of_text(other)
+    assert len(store_lib.code_digest()) == 64

@@ -4,7 +4,8 @@ Four deliberately different families so that fingerprint transfer is tested
 across architectures, not just across seeds:
 `cnn_small` (3x3 stride-2 convs 16/32, flatten, Dense 128; no BatchNorm),
 `cnn_pool` (three 3x3 convs 32/32/64, each followed by a 2x2 max-pool, flatten,
-Dense 64; kept out of the defender's zoos as the thief's own design),
+Dense 64; the digits config keeps it out of the defender's zoo as the thief's
+own design),
 `cnn_medium` (3x3 convs 32/64/64 with BatchNorm, strides 2/2/1, global average
 pooling), `cnn_wide` (5x5 convs 64/128 with max-pools, flatten, linear head; no
 BatchNorm) and `mlp` (flatten, two ReLU hidden layers of 256). Downsampling is
@@ -121,8 +122,10 @@ class CNNWide(nn.Module):
 
 class CNNPool(nn.Module):
     """A thief's own design: three 3x3 conv + 2x2 max-pool stages, no
-    normalization layers, a small dense layer. No default training zoo has it,
-    so the fingerprint must transfer to an architecture the defender never saw."""
+    normalization layers, a small dense layer. The digits config keeps it out of
+    the defender's zoo, so that the fingerprint must transfer to an architecture
+    the defender never saw; Fashion-MNIST's zoo has it (its unseen family is
+    `cnn_wide`)."""
 
     num_classes: int
     features: tuple[int, ...] = (32, 32, 64)
