@@ -38,7 +38,7 @@ from fingerprinting.attacks import cbim as cbim_lib
 # directory stale; the others (evaluate, verify) may change between runs.
 PINNED = ("seed", "data", "models", "train")
 # Fields of those sections that change only speed, never results.
-UNPINNED = ("models.strategy", "train.loop", "train.checkpoint_seconds")
+UNPINNED = zoo_lib.SPEED_FIELDS
 FINGERPRINT_FILE = "fingerprint.npz"
 PARTIAL_CBIM = "cbim-partial"  # C-BIM's finished batches while an extraction runs
 

@@ -79,8 +79,10 @@ D1_PARTS = ("d1_train", "d1_holdout", "d1_rest", "d1_pool")
 # calibration references that, like an outsider, have never seen them.
 WITHOUT_FINGERPRINT = "d1_without_fingerprint"
 CALIBRATION_DATA = ("d1", "d1_holdout", "d2", WITHOUT_FINGERPRINT)
-# Training settings that change only speed, never the weights.
-SPEED_ONLY = ("loop", "checkpoint_seconds")
+# Config fields that change only speed, never the weights (a work directory
+# accepts their change; no model's recipe includes them).
+SPEED_FIELDS = ("models.strategy", "train.loop", "train.checkpoint_seconds")
+SPEED_ONLY = tuple(f.split(".", 1)[1] for f in SPEED_FIELDS if f.startswith("train."))
 # Training settings of other kinds than the one a group is (`epochs_of` has its own).
 EPOCH_FIELDS = ("epochs", "student_epochs", "source_epochs")
 
