@@ -140,34 +140,10 @@ ALL_ATTACKS = (
 
 def removal_section() -> ml_collections.ConfigDict:
     """The removal attacks `evaluate` runs on the source (Section 6.3, Tables 4-5),
-    in the order of `attacks`, and their settings. Where the defaults come from:
+    in the order of `attacks`, and their settings.
 
-    - `finetune_size` 10,000 and `adversarial_size` 1,000: the paper (Section
-      6.3), capped by the adversary's data D2.
-    - `finetune_lr_scale` 0.1 (fine-tuning at a tenth of the training learning
-      rate; RTLL and RTAL train their fresh last layer at the full rate) and
-      `finetune_epochs` 5: common practice in fine-tuning attacks on
-      watermarks; the paper gives no values.
-    - `adversarial_eps` 8/255, `adversarial_alpha` 2/255, `adversarial_steps` 7:
-      Madry et al.'s L-inf adversarial training; the paper gives no values.
-    - `distill_epochs` 0: the attacks that train a model from scratch train as
-      long as the adversary's testing surrogates (`train.student_epochs`, or
-      `train.epochs` when that is 0).
-    - `jagielski_temperature` T' = 2 (Eq. 4 read as p^(1/T') renormalised, a true
-      temperature; see `labels.jagielski`): the paper gives no value; at T' = 1
-      the attack would learn exactly Retraining's labels, so it softens them.
-    - `papernot_seed_size` 150, `papernot_rounds` 6, `papernot_lambda` 0.1:
-      Papernot et al.'s MNIST setting (each round doubles the set).
-    - `knockoff_data`: the transfer set, another distribution than the attacked
-      data (the paper: one with nine times as many classes; the paper configs
-      take ImageNet32 for CIFAR-10 and CINIC-10); `sample_images` (patches of
-      scikit-learn's bundled photographs) works offline. `knockoff_size` 0: as
-      many queries as D2 has inputs (the paper: all the adversary's data).
-    - `ensemble_size` 3, `noise_lambdas` and `truth_shares`: the paper.
-    - `prune_sparsities` and `prune_finetune_epochs` 1: beyond the paper; the
-      usual sweep of layer-wise magnitude pruning (Han et al., 2015).
-    - `strategy`: how the members of an attack's group run, as `models.strategy`
-      (speed only, never results).
+    Where each default comes from (the paper, the attacks' own papers, common
+    practice): docs/validation.md#removal-attack-defaults.
     """
     return ml_collections.ConfigDict(
         dict(

@@ -5,7 +5,7 @@ surrogates and references across six architectures. 25,000 images per party.
         --config.removal.knockoff_dir=/path/to/Imagenet32 --workdir=runs/cifar10
 
 Cost on one H200-class GPU: about 1 GPU-hour for training, minutes for the
-rest (an estimate from FLOP counts, see README.md). `:smoke` is a wiring check
+rest (an estimate from FLOP counts, see README.md#configs). `:smoke` is a wiring check
 (see `_paper.smoke_paper`).
 
 The Knockoff attack queries ImageNet32 (the npz batches), the paper's

@@ -9,7 +9,7 @@ architectures (the paper trained 44 surrogates and 28 references).
 
 `--config.data.dir` is the official release directory (train/ valid/ test/,
 a folder per class). Cost on one H200-class GPU: about 3 GPU-hours for training, minutes for the
-rest (an estimate from FLOP counts, see README.md). `:smoke` is a wiring check
+rest (an estimate from FLOP counts, see README.md#configs). `:smoke` is a wiring check
 (see `_paper.smoke_paper`).
 
 The Knockoff attack queries ImageNet32 (the npz batches), the paper's

@@ -7,7 +7,7 @@ references across six architectures (the paper trained 14 and 15).
 
 `--config.data.dir` holds the official npz batches (train_data_batch_1..10.npz,
 val_data.npz). Cost on one H200-class GPU: about 2 GPU-hours for training, minutes for the
-rest (an estimate from FLOP counts, see README.md). `:smoke` is a wiring check
+rest (an estimate from FLOP counts, see README.md#configs). `:smoke` is a wiring check
 (see `_paper.smoke_paper`).
 
 The Knockoff attack queries CIFAR-10 through tensorflow-datasets
