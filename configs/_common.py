@@ -55,6 +55,7 @@ def base() -> ml_collections.ConfigDict:
             label_only_surrogates="",  # thieves that see only the source's top-1 label
             testing_references=one_each,  # independent models trained on D2
             calibration_references=one_each,  # independent models: the calibrated test's null
+            source_twins=0,  # the twin test's twins of the source: its recipe, other keys
             calibration_data="d1",  # the defender's data; d1_holdout: the source's unseen part; d2
             surrogate_data="d1",  # the defender distils on d1, or d1_holdout (unseen by the source)
             surrogate_labels="source_soft",  # Retraining attack: the source's labels at T
@@ -102,6 +103,8 @@ def base() -> ml_collections.ConfigDict:
             batch_size=100,  # C-BIM inputs per compiled batch
             decoys_per_input=3,  # benign test inputs stored per fingerprint input
             loop="auto",  # attack steps: auto, python (CPU) or fori
+            query_log="",  # the twin test's log of queries the API answered: "d2" or an npz of x
+            query_log_size=5000,  # logged queries kept in the fingerprint and sent to a suspect
         )
     )
 

@@ -88,12 +88,16 @@ def get_config(arg: str | None = None):
             # With the calibration references, four independent models of the
             # source's own family per seed.
             testing_references=spec(plus(plus(each(1), UNSEEN), a.source)),
+            source_twins=1,  # the twin test's twin of the source
         )
     )
     c.extract.update(dict(eps=0.15, steps=50, num_candidates=400, batch_size=100, tau=1.0))
+    # The twin test on 5,000 of the queries the thieves sent (D2).
+    c.extract.update(dict(query_log="d2", query_log_size=5_000))
     c.evaluate.table1_methods = "cbim,fgsm,bim,pgd,deepfool"
     if a.smoke:
         common.smoke(c)
         c.data.update(dict(d1_size=512, d2_size=512, test_size=256))
         c.models.surrogate_data = "d1_holdout"  # the held-out split's path, on tiny data
+        c.extract.query_log_size = 256
     return c

@@ -9,7 +9,9 @@ version, dataset, class names, input shape, the source's parameter hash,
 theta, calibration statistics, the config that made it). A SHA-256 over the
 metadata and every array is stored beside them; loading recomputes it and
 refuses any file that does not match, is truncated, or comes from a newer
-format. Before anything is decompressed, the sizes the zip directory declares
+format. Format 3 adds the twin test's query log (`twin_test`): sampled
+inputs the source's API answered, the source's and its twins' labels on them.
+Before anything is decompressed, the sizes the zip directory declares
 are checked: a file cannot unpack to gigabytes. Format 1 files (no decoys)
 load with zero decoys.
 """
@@ -27,9 +29,10 @@ import numpy as np
 from fingerprinting import errors
 from fingerprinting import files
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 ARRAYS = ("x", "original", "keys", "truth", "conferrability")
 DECOY_ARRAYS = ("decoy_x", "decoy_truth")  # since format 2
+LOG_ARRAYS = ("log_x", "log_keys", "log_twin_labels")  # since format 3, the twin test
 # Bytes a file may unpack to: thousands of times the largest fingerprint made here.
 MAX_UNPACKED = 2 << 30
 
@@ -53,12 +56,19 @@ class Fingerprint:
     meta: dict
     decoy_x: np.ndarray | None = None  # uint8 [D, H, W, C]: benign test inputs
     decoy_truth: np.ndarray | None = None  # int32 [D]: their true labels
+    log_x: np.ndarray | None = None  # uint8 [L, H, W, C]: the twin test's query log
+    log_keys: np.ndarray | None = None  # int32 [L]: the source's labels on it
+    log_twin_labels: np.ndarray | None = None  # int32 [K, L]: its twins' labels on it
 
     def __post_init__(self):
         if self.decoy_x is None:
             self.decoy_x = np.zeros((0, *np.shape(self.x)[1:]), np.uint8)
         if self.decoy_truth is None:
             self.decoy_truth = np.zeros((0,), np.int32)
+        if self.log_x is None:
+            self.log_x = np.zeros((0, *np.shape(self.x)[1:]), np.uint8)
+            self.log_keys = np.zeros((0,), np.int32)
+            self.log_twin_labels = np.zeros((0, 0), np.int32)
 
     def __len__(self):
         return len(self.keys)
@@ -67,6 +77,15 @@ class Fingerprint:
     def inputs(self) -> np.ndarray:
         """Float pixels in [0, 1], as every model here takes them."""
         return self.x.astype(np.float32) / 255.0
+
+    @property
+    def log_inputs(self) -> np.ndarray:
+        """The query log as float pixels in [0, 1] (empty without the twin test)."""
+        return self.log_x.astype(np.float32) / 255.0
+
+    @property
+    def has_twin_test(self) -> bool:
+        return len(self.log_keys) > 0
 
     @property
     def num_classes(self) -> int:
@@ -78,7 +97,14 @@ class Fingerprint:
 
 
 def _arrays(fp: Fingerprint) -> dict[str, np.ndarray]:
-    return {
+    log = {}
+    if fp.has_twin_test:
+        log = {
+            "log_x": np.asarray(fp.log_x, np.uint8),
+            "log_keys": np.asarray(fp.log_keys, np.int32),
+            "log_twin_labels": np.asarray(fp.log_twin_labels, np.int32),
+        }
+    return log | {
         "x": np.asarray(fp.x, np.uint8),
         "original": np.asarray(fp.original, np.uint8),
         "keys": np.asarray(fp.keys, np.int32),
@@ -91,9 +117,10 @@ def _arrays(fp: Fingerprint) -> dict[str, np.ndarray]:
 
 def content_hash(meta_bytes: bytes, arrays: dict[str, np.ndarray]) -> str:
     """SHA-256 of the metadata and of every array present (format 1 files have
-    no decoy arrays, so their hashes stay valid)."""
+    no decoy arrays and files without the twin test no log, so their hashes
+    stay valid)."""
     h = hashlib.sha256(meta_bytes)
-    for name in (n for n in ARRAYS + DECOY_ARRAYS if n in arrays):
+    for name in (n for n in ARRAYS + DECOY_ARRAYS + LOG_ARRAYS if n in arrays):
         a = np.ascontiguousarray(arrays[name])
         h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
         h.update(a.tobytes())
@@ -161,7 +188,7 @@ def from_bytes(data: bytes, name: str = "fingerprint") -> Fingerprint:
             f"{name}: format version {meta['format_version']} is newer than this "
             f"tool reads ({FORMAT_VERSION}); upgrade fingerprinting"
         )
-    arrays = {k: contents[k] for k in ARRAYS + DECOY_ARRAYS if k in contents}
+    arrays = {k: contents[k] for k in ARRAYS + DECOY_ARRAYS + LOG_ARRAYS if k in contents}
     if content_hash(meta_bytes, arrays) != stored:
         raise FingerprintError(f"{name}: content does not match its SHA-256; the file was modified")
     n = len(arrays["keys"])
@@ -174,6 +201,18 @@ def from_bytes(data: bytes, name: str = "fingerprint") -> Fingerprint:
         or arrays["decoy_x"].shape[1:] != arrays["x"].shape[1:]
     ):
         raise FingerprintError(f"{name}: decoy arrays do not match the fingerprint's shapes")
+    present = [k for k in LOG_ARRAYS if k in arrays]
+    if present and len(present) != len(LOG_ARRAYS):
+        raise FingerprintError(f"{name}: a partial query log ({', '.join(present)} alone)")
+    if present and (
+        arrays["log_x"].shape[1:] != arrays["x"].shape[1:]
+        or arrays["log_twin_labels"].ndim != 2
+        or not len(arrays["log_keys"])
+        or len(arrays["log_x"]) != len(arrays["log_keys"])
+        or arrays["log_twin_labels"].shape[1] != len(arrays["log_keys"])
+        or "twin_calibration" not in meta
+    ):
+        raise FingerprintError(f"{name}: the query log's arrays do not match each other")
     return Fingerprint(meta=meta, **arrays)
 
 

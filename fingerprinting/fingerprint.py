@@ -34,6 +34,7 @@ from fingerprinting import fit
 from fingerprinting import progress
 from fingerprinting import sharding
 from fingerprinting import stats
+from fingerprinting import twin_test
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.suspects import base as suspects_base
 from fingerprinting.attacks import cbim as cbim_lib
@@ -348,6 +349,19 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
         "mean_conferrability_all": float(scored["conferrability"].mean()) if len(idx) else 0.0,
         "selection_models": sum(tg.group.size for tg in selection),
     }
+    if twin_test.enabled(config) and len(fp):
+        log = twin_test.build(zoo, config, lambda groups, x: labels_of(groups, x, zoo.strategy))
+        fp.log_x, fp.log_keys, fp.log_twin_labels = (
+            log["log_x"],
+            log["log_keys"],
+            log["log_twin_labels"],
+        )
+        fp.meta["twin_calibration"] = log["calibration"]
+        progress.log(
+            f"extract: twin test on {len(fp.log_keys)} logged queries, "
+            f"{len(fp.log_twin_labels)} twin(s); null d of {len(log['calibration']['d'])} "
+            "independent models " + " ".join(f"{d:+.3f}" for d in log["calibration"]["d"])
+        )
     if held_out is not None and len(fp):  # what ranking on the held-out models gained
         fp.meta["mean_selection_conferrability"] = float(held_out[keep].mean())
         fp.meta["mean_selection_conferrability_passed"] = float(held_out[ok].mean())
@@ -385,11 +399,14 @@ def verify_labels(
     theta: float | None = None,
     significance: float = 0.01,
     leave_out: str | None = None,
+    log_labels=None,
 ) -> dict:
     """Algorithm 1 from a suspect's labels on the fingerprint (`verified`, at
     theta), and the calibrated decision beside it (`verified_calibrated`:
-    independence rejected at `significance`). A calibration reference is
-    judged by the null of the others (`leave_out`: its name)."""
+    independence rejected at `significance`). With the suspect's labels on the
+    query log (`log_labels`), also the twin test (`verified_twin`, see
+    `twin_test`). A model of either null is judged by the others (`leave_out`:
+    its name)."""
     suspect_labels = np.asarray(suspect_labels)
     if suspect_labels.shape != fp.keys.shape:
         raise errors.SuspectError(
@@ -403,7 +420,7 @@ def verify_labels(
     if leave_out is not None:
         calibration = calibration_without(calibration, leave_out)
     p = stats.p_values(k, n, calibration)
-    return {
+    result = {
         "fingerprint_accuracy": acc,
         "theta": theta,
         "verified": bool(n and acc >= theta),
@@ -412,6 +429,20 @@ def verify_labels(
         "n_queries": n,
         **p,
     }
+    if log_labels is not None and fp.has_twin_test:
+        log_labels = np.asarray(log_labels)
+        if log_labels.shape != fp.log_keys.shape:
+            raise errors.SuspectError(
+                f"expected {len(fp.log_keys)} labels on the query log, got shape {log_labels.shape}"
+            )
+        d = twin_test.excess(log_labels, fp.log_keys, fp.log_twin_labels)
+        t = twin_test.p_value(d, fp.meta["twin_calibration"], leave_out)
+        result.update(
+            t,
+            verified_twin=t["twin_p_value"] is not None and t["twin_p_value"] < significance,
+            log_queries=len(log_labels),
+        )
+    return result
 
 
 def check_compatible(fp: artifact.Fingerprint, suspect) -> None:
@@ -436,10 +467,17 @@ def verdict_summary(result: dict) -> str:
         if result["decoys"]
         else ""
     )
+    twin = ""
+    if "twin_d" in result:
+        tp = "n/a" if result["twin_p_value"] is None else f"{result['twin_p_value']:.2g}"
+        twin = (
+            f"; twin test on {result['log_queries']} logged queries: d {result['twin_d']:+.3f}, "
+            f"p {tp}: {'DERIVED' if result['verified_twin'] else 'not verified'}"
+        )
     return (
         f"{result['suspect']}: fingerprint accuracy {result['fingerprint_accuracy']:.3f} "
         f"(theta {result['theta']}): {'SURROGATE' if result['verified'] else 'not verified'}; "
-        f"p-value of independence {p}{decoys}; {result['n_queries']} queries in "
+        f"p-value of independence {p}{twin}{decoys}; {result['n_queries']} queries in "
         f"{result['requests']} requests, {result['seconds']:.1f} s"
     )
 
@@ -471,20 +509,26 @@ def verify_suspect(
     d = stored if decoys is None else decoys
     if not 0 <= d <= stored:
         raise errors.ConfigError(f"asked for {d} decoys; the fingerprint file holds {stored}")
-    n = len(fp)
-    order = (rng or np.random.default_rng()).permutation(n + d)
-    queries = np.concatenate([fp.x, fp.decoy_x[:d]])[order]
+    n, m = len(fp), len(fp.log_keys)
+    order = (rng or np.random.default_rng()).permutation(n + d + m)
+    queries = np.concatenate([fp.x, fp.decoy_x[:d], fp.log_x])[order]
     start = time.time()
-    labels = np.empty(n + d, np.int64)
+    labels = np.empty(n + d + m, np.int64)
     labels[order] = suspect.predict(queries)
-    result = verify_labels(fp, labels[:n], theta=theta, significance=significance)
+    result = verify_labels(
+        fp,
+        labels[:n],
+        theta=theta,
+        significance=significance,
+        log_labels=labels[n + d :] if m else None,
+    )
     result.update(
         suspect=suspect.name,
         protocol=suspect.protocol,
-        n_queries=n + d,
+        n_queries=n + d + m,
         fingerprint_size=n,
         decoys=d,
-        decoy_accuracy=float((labels[n:] == fp.decoy_truth[:d]).mean()) if d else None,
+        decoy_accuracy=float((labels[n : n + d] == fp.decoy_truth[:d]).mean()) if d else None,
         seconds=round(time.time() - start, 3),
         **suspect.counters,
     )

@@ -45,10 +45,17 @@ def parse_methods(spec: str) -> list[str]:
     return config_lib.parse_names(spec, METHODS, "attack method(s)")
 
 
-def verdict(fp, labels, config, name: str | None = None) -> dict:
-    """Algorithm 1 on a model's labels, and the calibrated decision beside it;
-    a calibration reference (`name`) is judged by the null of the others."""
-    return fp_lib.verify_labels(fp, labels, significance=config.verify.significance, leave_out=name)
+def verdict(fp, labels, config, name: str | None = None, log_labels=None) -> dict:
+    """Algorithm 1 on a model's labels, the calibrated decision and the twin test
+    (on its labels on the query log) beside it; a calibration reference
+    (`name`) is judged by the nulls of the others."""
+    return fp_lib.verify_labels(
+        fp,
+        labels,
+        significance=config.verify.significance,
+        leave_out=name,
+        log_labels=log_labels,
+    )
 
 
 def verify_zoo(zoo, fp, config) -> list[dict]:
@@ -57,10 +64,10 @@ def verify_zoo(zoo, fp, config) -> list[dict]:
     for kind in TESTED_KINDS:
         for tg in zoo.get(kind):
             labels = fp_lib.labels_of([tg], fp.inputs, zoo.strategy)
-            for rec, lab in zip(tg.records(), labels):
-                v = verdict(
-                    fp, lab, config, rec["name"] if kind == "calibration_reference" else None
-                )
+            logs = fp_lib.labels_of([tg], fp.log_inputs, zoo.strategy) if fp.has_twin_test else None
+            for i, (rec, lab) in enumerate(zip(tg.records(), labels)):
+                name = rec["name"] if kind == "calibration_reference" else None
+                v = verdict(fp, lab, config, name, None if logs is None else logs[i])
                 rows.append(dict(rec, part=zoo.party_name(kind), attack="none", **v))
     return rows
 
@@ -76,8 +83,10 @@ def run_removal(zoo, fp, config, rows: list[dict], path: str) -> list[dict]:
         rows = [r for r in rows if not (r["kind"] == "attack" and r["attack"] == name)]
         attacked = removal.run_attack(name, zoo, config)
         labels = attacked.deployed_logits(fp.inputs).argmax(-1)
+        logs = attacked.deployed_logits(fp.log_inputs).argmax(-1) if fp.has_twin_test else None
         new = [
-            dict(rec, **verdict(fp, lab, config)) for rec, lab in zip(attacked.records(), labels)
+            dict(rec, **verdict(fp, lab, config, log_labels=None if logs is None else logs[i]))
+            for i, (rec, lab) in enumerate(zip(attacked.records(), labels))
         ]
         progress.log(
             f"attack {name}: fingerprint accuracy "

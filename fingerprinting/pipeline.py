@@ -30,6 +30,7 @@ from fingerprinting import label_only
 from fingerprinting import progress
 from fingerprinting import removal
 from fingerprinting import store as store_lib
+from fingerprinting import twin_test
 from fingerprinting import workdir_lock
 from fingerprinting import zoo as zoo_lib
 from fingerprinting.attacks import cbim as cbim_lib
@@ -127,6 +128,7 @@ def validate_source(config) -> None:
 def validate(config) -> None:
     """Every name and range in a config, checked before any data or training."""
     zoo_lib.validate(config)
+    twin_test.check(config)
     removal.validate(config)
     validate_source(config)
     evasion.settings(config)

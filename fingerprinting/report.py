@@ -47,14 +47,20 @@ def _fmt_p(p) -> str:
 
 def verdict_table(rows: list[dict]) -> str:
     """Plain-text verdicts, one model a line."""
+    twin = any("twin_d" in r for r in rows)
     head = f"{'model':42s} {'test acc':>8s} {'fp acc':>6s} {'>=theta':>7s} {'p (beta-bin)':>12s} {'p (binom)':>9s}"
+    head += f" {'twin d':>7s} {'p (twin)':>8s}" if twin else ""
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(
+        line = (
             f"{r['name']:42s} {r['test_accuracy']:8.3f} {r['fingerprint_accuracy']:6.2f} "
             f"{'yes' if r['verified'] else 'no':>7s} {_fmt_p(r.get('p_value')):>12s} "
             f"{_fmt_p(r.get('p_value_binomial')):>9s}"
         )
+        if twin:
+            d = r.get("twin_d")
+            line += f" {'-' if d is None else f'{d:+.3f}':>7s} {_fmt_p(r.get('twin_p_value')):>8s}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -77,7 +83,17 @@ def separation(rows: list[dict]) -> dict:
     acc = lambda rs: [r["fingerprint_accuracy"] for r in rs]
     count = lambda rs, key: sum(bool(r.get(key)) for r in rs)
     low, high = min(acc(derived), default=None), max(acc(independent), default=None)
-    return {
+    twin = {}
+    if any("twin_d" in r for r in derived + independent):
+        d = lambda rs: [r["twin_d"] for r in rs if r.get("twin_d") is not None]
+        twin = {
+            "twin_auc": roc_auc(d(derived), d(independent)),
+            "min_derived_twin_d": min(d(derived), default=None),
+            "max_independent_twin_d": max(d(independent), default=None),
+            "derived_verified_twin": count(derived, "verified_twin"),
+            "independent_verified_twin": count(independent, "verified_twin"),
+        }
+    return twin | {
         "min_surrogate": low,
         "max_reference": high,
         "margin": None if low is None or high is None else low - high,
@@ -102,6 +118,18 @@ def verdict_line(sep: dict, theta: float, significance: float) -> str:
         f"{sep['independent_verified_calibrated']} of {sep['independent']} by the calibrated "
         f"test.** ROC AUC {fmt(sep['auc'])}; smallest derived {fmt(sep['min_surrogate'])}, "
         f"largest independent {fmt(sep['max_reference'])}."
+    ) + (twin_line(sep, significance) if "twin_auc" in sep else "")
+
+
+def twin_line(sep: dict, significance: float) -> str:
+    """The twin test's verdict, beside the paper's (see `twin_test`)."""
+    fmt = lambda v: "-" if v is None else f"{v:+.3f}"
+    auc = "-" if sep["twin_auc"] is None else f"{sep['twin_auc']:.2f}"
+    return (
+        f" **Twin test (p < {significance}): {sep['derived_verified_twin']} of {sep['derived']} "
+        f"derived verified, {sep['independent_verified_twin']} of {sep['independent']} "
+        f"independent wrongly verified;** ROC AUC of d {auc}, smallest derived d "
+        f"{fmt(sep['min_derived_twin_d'])}, largest independent {fmt(sep['max_independent_twin_d'])}."
     )
 
 
@@ -389,6 +417,9 @@ def models_section(models: list[dict], significance: float) -> list[str]:
         "p binomial",
         f"verified (p < {significance})",
     ]
+    twin = any("twin_d" in r for r in models)
+    if twin:
+        header += ["twin d", "p twin", "verified (twin test)"]
     table = [
         [
             r["name"],
@@ -401,6 +432,15 @@ def models_section(models: list[dict], significance: float) -> list[str]:
             _fmt_p(r.get("p_value_binomial")),
             "yes" if r.get("verified_calibrated") else "no",
         ]
+        + (
+            [
+                "-" if r.get("twin_d") is None else f"{r['twin_d']:+.3f}",
+                _fmt_p(r.get("twin_p_value")),
+                "yes" if r.get("verified_twin") else "no",
+            ]
+            if twin
+            else []
+        )
         for r in models
     ]
     return [
@@ -433,25 +473,33 @@ def per_architecture(rows: list[dict]) -> list[dict]:
             a.setdefault(f"{s}_accuracies", [])
             a.setdefault(f"{s}_verified", 0)
             a.setdefault(f"{s}_verified_p", 0)
+            a.setdefault(f"{s}_verified_twin", 0)
         a[f"{side}_accuracies"].append(round(r["fingerprint_accuracy"], 4))
         a[f"{side}_verified"] += bool(r.get("verified"))
         a[f"{side}_verified_p"] += bool(r.get("verified_calibrated"))
+        a[f"{side}_verified_twin"] += bool(r.get("verified_twin"))
+        if "twin_d" in r:
+            a["twin"] = True
     return sorted(out.values(), key=lambda a: a["architecture"])
 
 
 def architecture_table(per_arch: list[dict], source_arch: str | None = None) -> str:
     """One line per architecture: derived against independent models."""
     accs = lambda v: " ".join(f"{x:.2f}" for x in sorted(v)) or "-"
+    twin = any(a.get("twin") for a in per_arch)
     count = lambda a, side: (
-        f"{a[side + '_verified']} / {a[side + '_verified_p']} of {len(a[side + '_accuracies'])}"
+        f"{a[side + '_verified']} / {a[side + '_verified_p']}"
+        + (f" / {a.get(side + '_verified_twin', 0)}" if twin else "")
+        + f" of {len(a[side + '_accuracies'])}"
     )
+    how = "theta / p / twin" if twin else "theta / p"
     return files.md_table(
         [
             "architecture",
             "derived: fingerprint acc",
             "independent: fingerprint acc",
-            "derived verified (theta / p)",
-            "independent verified (theta / p)",
+            f"derived verified ({how})",
+            f"independent verified ({how})",
         ],
         [
             [
@@ -567,6 +615,7 @@ def study_row(seed: int, rows: list[dict]) -> dict:
         independent_accuracies=acc(INDEPENDENT_KINDS),
         attacks_within_band=len(kept),
         attacks_caught=sum(bool(r.get("verified_calibrated")) for r in kept),
+        attacks_caught_twin=sum(bool(r.get("verified_twin")) for r in kept),
         attacks_missed=sorted({r["attack"] for r in kept if not r.get("verified_calibrated")}),
         per_architecture=per_architecture(rows),
         **separation(rows),
@@ -619,13 +668,14 @@ def pooled_architectures(study: list[dict]) -> list[dict]:
             pooled = out[a["architecture"]]
             for k, v in a.items():
                 if k != "architecture":
-                    pooled[k] = pooled[k] + v
+                    pooled[k] = pooled[k] + v if k in pooled else v
     return sorted(out.values(), key=lambda a: a["architecture"])
 
 
 def write_study(workdir: str, study: list[dict], theta: float, significance: float) -> str:
     """WORKDIR/study.md, study.jsonl and plots/study.png from per-seed rows."""
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    twin = any("twin_auc" in s for s in study)
     table = files.md_table(
         [
             "seed",
@@ -637,7 +687,8 @@ def write_study(workdir: str, study: list[dict], theta: float, significance: flo
             "derived verified (theta / p)",
             "independent verified (theta / p)",
             "removal attacks caught (p)",
-        ],
+        ]
+        + (["twin test: derived / independent verified, AUC"] if twin else []),
         [
             [
                 s["seed"],
@@ -652,6 +703,15 @@ def write_study(workdir: str, study: list[dict], theta: float, significance: flo
                 f"{s['attacks_caught']} of {s['attacks_within_band']}"
                 + (f" (missed: {', '.join(s['attacks_missed'])})" if s["attacks_missed"] else ""),
             ]
+            + (
+                [
+                    f"{s.get('derived_verified_twin', '-')} of {s['derived']} / "
+                    f"{s.get('independent_verified_twin', '-')} of {s['independent']}, "
+                    f"{fmt(s.get('twin_auc'))}"
+                ]
+                if twin
+                else []
+            )
             for s in study
         ],
     )

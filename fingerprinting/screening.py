@@ -74,7 +74,11 @@ def verdict(row: dict) -> str:
         return "failed: " + printable(row["error"], 120).replace("|", "\\|")
     derived = [
         name
-        for name, key in (("theta", "verified"), ("calibrated", "verified_calibrated"))
+        for name, key in (
+            ("theta", "verified"),
+            ("calibrated", "verified_calibrated"),
+            ("twin test", "verified_twin"),
+        )
         if row.get(key)
     ]
     return f"derived ({' and '.join(derived)})" if derived else "not derived"
@@ -118,8 +122,9 @@ def table(rows: list[dict]) -> str:
 
 def summary(rows: list[dict]) -> str:
     failed = sum("error" in r for r in rows)
-    derived = sum(r.get("verified", False) or r.get("verified_calibrated", False) for r in rows)
+    keys = ("verified", "verified_calibrated", "verified_twin")
+    derived = sum(any(r.get(k, False) for k in keys) for r in rows)
     return (
-        f"{len(rows)} suspects: {derived} verified as derived (at theta or by the calibrated "
-        f"test), {len(rows) - failed - derived} not, {failed} failed"
+        f"{len(rows)} suspects: {derived} verified as derived (at theta, by the calibrated "
+        f"test or by the twin test), {len(rows) - failed - derived} not, {failed} failed"
     )

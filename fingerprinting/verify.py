@@ -12,11 +12,13 @@
 The suspect is a model trained here, a Python callable (`module:function`), an
 ONNX file, or a prediction URL (TF-Serving / KServe V1
 `.../v1/models/NAME:predict`, Open Inference Protocol `.../v2/models/NAME/infer`).
-The fingerprint goes out shuffled among the benign decoys stored with it.
+The fingerprint goes out shuffled among the benign decoys stored with it and,
+when the fingerprint holds a query log, the logged queries of the twin test.
 
 One suspect: prints one JSON object on stdout (fingerprint_accuracy,
-decoy_accuracy, theta, verified, verified_calibrated, p_value, protocol,
-n_queries, requests, seconds, ...) and a verdict in words on stderr; exit
+decoy_accuracy, theta, verified, verified_calibrated, p_value, with a query
+log twin_d, twin_p_value, verified_twin, and protocol, n_queries, requests,
+seconds, ...) and a verdict in words on stderr; exit
 status 2 on bad input or a suspect that fails to answer (then nothing is
 printed on stdout). `--suspects=FILE` (one spec per line, `#` comments):
 verifies each, goes on past one that fails (its row says why), prints one

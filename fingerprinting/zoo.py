@@ -40,6 +40,9 @@ from fingerprinting import store as store_lib
 # a party of None is read from the config (see `Zoo.party_name`).
 KINDS = {
     "source": (None, "ground_truth"),
+    # The source's twins: its architecture, data and recipe, other random keys.
+    # An independent suspect cannot tell the source from them (`twin_test`).
+    "source_twin": (None, "ground_truth"),
     "training_surrogate": (None, "surrogate"),
     # The defender's own label-only thieves, so that C-BIM also looks for
     # inputs on which students of top-1 labels agree with the source.
@@ -156,7 +159,7 @@ def epochs_of(config, kind: str) -> int:
     source (surrogates, label-only ones included) `student_epochs`, which 0
     leaves at `epochs`; the references `epochs`."""
     t = config.train
-    if kind == "source":
+    if kind in ("source", "source_twin"):
         return t.source_epochs
     if KINDS[kind][1] != "ground_truth":
         return fit.student_epochs(t)
@@ -167,7 +170,10 @@ def group_seed(config, name: str):
     return jax.random.fold_in(jax.random.PRNGKey(config.seed), zlib.crc32(name.encode()))
 
 
-def _kind_spec(config, kind: str) -> str:
+def kind_spec(config, kind: str) -> str:
+    if kind == "source_twin":
+        n = config.models.get("source_twins", 0)
+        return f"{config.models.source}:{n}" if n else ""
     return config.models.source if kind == "source" else getattr(config.models, kind + "s")
 
 
@@ -175,9 +181,7 @@ def groups_of_kind(config, kind: str, num_classes: int) -> list[ensemble.Group]:
     if kind == "source" and external.is_external(config.models.source):
         spec = config.models.source
         return [ensemble.Group("source-external", spec, external.model(spec), 1)]
-    specs = (
-        [(config.models.source, 1)] if kind == "source" else parse_spec(_kind_spec(config, kind))
-    )
+    specs = [(config.models.source, 1)] if kind == "source" else parse_spec(kind_spec(config, kind))
     return [
         ensemble.Group(f"{kind}-{arch}", arch, models.get_model(arch, num_classes), n)
         for arch, n in specs
@@ -193,9 +197,17 @@ def validate(config) -> None:
             f"{', '.join(models.ARCHITECTURES)}, or package.module:function for your own model"
         )
 
+    twins = config.models.get("source_twins", 0)
+    if not isinstance(twins, int) or twins < 0:
+        raise SpecError(f"models.source_twins = {twins!r}: expected a count, 0 or more")
+    if twins and (external.is_external(source) or config.models.get("source_api")):
+        raise SpecError(
+            "models.source_twins needs a source trained here: the twins repeat its recipe "
+            "(set models.source_twins=0 for your own or a queried source)"
+        )
     for kind in KINDS:
         if kind != "source":
-            parse_spec(_kind_spec(config, kind))
+            parse_spec(kind_spec(config, kind))
     if config.models.surrogate_labels not in labels_lib.LABEL_SOURCES:
         raise SpecError(
             f"unknown label source {config.models.surrogate_labels!r}; "
@@ -345,7 +357,7 @@ class Zoo:
         party = KINDS[kind][0]
         if party is not None:
             return party
-        if kind == "source":
+        if kind in ("source", "source_twin"):
             return "d1_train" if self.config.data.source_holdout > 0 else "d1"
         if kind in TRAINING_SURROGATES + SELECTION_SURROGATES:
             return self.config.models.surrogate_data

@@ -87,7 +87,7 @@ def test_format_1_files_load_with_zero_decoys():
     assert got.meta["format_version"] == 1 and len(got) == 5
     assert got.decoy_x.shape == (0, 8, 8, 1) and len(got.decoy_truth) == 0
     resaved = artifact.from_bytes(artifact.to_bytes(got))
-    assert resaved.meta["format_version"] == artifact.FORMAT_VERSION == 2
+    assert resaved.meta["format_version"] == artifact.FORMAT_VERSION == 3
 
 
 def test_inconsistent_decoys_are_refused():

@@ -65,7 +65,7 @@ NUM_CLASSES = {"cifar10": 10, "cinic10": 10, "imagenet32": 100}
 DEFENDER_KINDS = ("training_surrogate", "training_reference")
 # The kinds every config names; the held-out selection models and the outsider
 # references (which need a fingerprint pool) are optional.
-OPTIONAL_KINDS = ("training_outsider_reference",)
+OPTIONAL_KINDS = ("training_outsider_reference", "source_twin")
 SPEC_KINDS = tuple(
     k
     for k in zoo.KINDS
@@ -101,7 +101,7 @@ def parse_config(name, arg=None, *overrides):
 
 def spec_counts(config, kind):
     counts = {}
-    for arch, n in zoo.parse_spec(getattr(config.models, kind + "s")):
+    for arch, n in zoo.parse_spec(zoo.kind_spec(config, kind)):
         counts[arch] = counts.get(arch, 0) + n
     return counts
 
@@ -534,9 +534,9 @@ def test_every_field_of_the_base_config_says_what_it_is():
 def test_fashion_mnist_study_has_the_models_its_claims_need(source):
     c = parse_config("fashion_mnist", f"source={source}")
     pipeline.validate(c)
-    archs = lambda kinds: [a for k in kinds for a, _ in zoo.parse_spec(c.models[k + "s"])]
+    archs = lambda kinds: [a for k in kinds for a, _ in zoo.parse_spec(zoo.kind_spec(c, k))]
     counts = lambda kinds: {
-        a: sum(n for k in kinds for b, n in zoo.parse_spec(c.models[k + "s"]) if b == a)
+        a: sum(n for k in kinds for b, n in zoo.parse_spec(zoo.kind_spec(c, k)) if b == a)
         for a in archs(kinds)
     }
     defender = set(archs(zoo.TRAINING_SURROGATES + zoo.TRAINING_REFERENCES))
@@ -546,6 +546,9 @@ def test_fashion_mnist_study_has_the_models_its_claims_need(source):
     assert len(set(archs(["label_only_surrogate"]))) >= 2
     independent = counts(zoo.INDEPENDENT_KINDS)
     assert sum(independent.values()) >= 12 and independent[source] >= 4
+    # the twin test: twins of the source, and the thieves' queries as the log
+    assert c.models.source_twins >= 1 and c.extract.query_log == "d2"
+    assert zoo.parse_spec(zoo.kind_spec(c, "source_twin")) == [(source, c.models.source_twins)]
 
 
 def test_fashion_mnist_refuses_a_source_outside_its_zoo():

@@ -89,7 +89,13 @@ def test_students_train_student_epochs_and_references_epochs():
     }
     c.train.student_epochs = 15
     for kind in zoo.KINDS:
-        want = 20 if kind == "source" else 15 if zoo.KINDS[kind][1] != "ground_truth" else 5
+        want = (
+            20
+            if kind in ("source", "source_twin")
+            else 15
+            if zoo.KINDS[kind][1] != "ground_truth"
+            else 5
+        )
         assert zoo.epochs_of(c, kind) == want, kind
     assert zoo.epochs_of(c, "label_only_surrogate") == 15
     assert zoo.epochs_of(c, "calibration_reference") == 5
