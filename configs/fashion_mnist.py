@@ -92,8 +92,8 @@ def get_config(arg: str | None = None):
         )
     )
     c.extract.update(dict(eps=0.15, steps=50, num_candidates=400, batch_size=100, tau=1.0))
-    # The twin test on 5,000 of the queries the thieves sent (D2).
-    c.extract.update(dict(query_log="d2", query_log_size=5_000))
+    # The twin test on the 20,000 queries the thieves sent (D2).
+    c.extract.update(dict(query_log="d2", query_log_size=20_000))
     c.evaluate.table1_methods = "cbim,fgsm,bim,pgd,deepfool"
     if a.smoke:
         common.smoke(c)

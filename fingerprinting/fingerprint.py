@@ -357,10 +357,14 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
             log["log_twin_labels"],
         )
         fp.meta["twin_calibration"] = log["calibration"]
+        null = log["calibration"]
         progress.log(
             f"extract: twin test on {len(fp.log_keys)} logged queries, "
-            f"{len(fp.log_twin_labels)} twin(s); null d of {len(log['calibration']['d'])} "
-            "independent models " + " ".join(f"{d:+.3f}" for d in log["calibration"]["d"])
+            f"{len(fp.log_twin_labels)} twin(s); null d of independent models "
+            + " ".join(
+                f"{d:+.3f}{'*' if w == 'own' else ''}" for d, w in zip(null["d"], null["data"])
+            )
+            + " (*: on their own training images)"
         )
     if held_out is not None and len(fp):  # what ranking on the held-out models gained
         fp.meta["mean_selection_conferrability"] = float(held_out[keep].mean())

@@ -13,11 +13,16 @@ sample of the queries the API answered (the *query log*) and measures
 
 which is 0 in expectation for every independent model. Given the twins at
 hand it is not quite 0 (a twin may happen to sit a little further from
-every model than the source does), so the null is measured, not assumed:
-the d of the defender's own independent models (calibration and training
-references), of mean m and standard deviation s over n models, and a
-suspect's z = (d - m) / (s * sqrt(1 + 1/n)), whose p-value is Student's t
-with n - 1 degrees of freedom (the prediction interval of one more draw).
+every model than the source does, and an innocent model trained on the
+logged images with their true labels sides with whichever of the source and
+the twin is right more often there), so the null is measured, not assumed:
+the d of the defender's own independent models on the log (calibration and
+training references), and of the calibration references on images of their
+own training data that the source never saw (as an innocent model trained on
+the logged images sees them). With mean m and standard deviation s over
+those n values, a suspect's z = (d - m) / (s * sqrt(1 + 1/n)), whose p-value
+is Student's t with n - 1 degrees of freedom (the prediction interval of one
+more draw).
 
 Where the paper's fingerprint accuracy fails on Fashion-MNIST (an innocent
 model of the source's architecture agrees with a C-BIM fingerprint as much as
@@ -47,14 +52,17 @@ def excess(labels_N, keys_N, twin_labels_KxN) -> float:
     return float((labels_N == np.asarray(keys_N)).mean() - twins)
 
 
-def calibrate(d_null, models) -> dict:
-    """The null of the twin test: the d of each independent model, by name."""
-    return {"d": [float(d) for d in d_null], "models": list(models)}
+def calibrate(d_null, models, data=None) -> dict:
+    """The null of the twin test: the d of each independent model, by name, and
+    the data each was measured on ("log", or "own": its own training images)."""
+    data = list(data) if data is not None else ["log"] * len(d_null)
+    return {"d": [float(d) for d in d_null], "models": list(models), "data": data}
 
 
 def p_value(d: float, calibration: dict, leave_out: str | None = None) -> dict:
     """z and the one-sided p-value of d under independence (`leave_out`: a
-    model of the null judged by the others). Needs two null models."""
+    model of the null judged by the others, every value of it left out).
+    Needs two values in the null."""
     null = np.array(
         [v for v, name in zip(calibration["d"], calibration["models"]) if name != leave_out]
     )
@@ -99,12 +107,30 @@ def build(zoo, config, labels_of) -> dict:
     null = zoo.groups(NULL_KINDS)
     names = [r["name"] for tg in null for r in tg.records()]
     d_null = [excess(lab, keys, twins) for lab in labels_of(null, xf)]
+    data = ["log"] * len(names)
+    own = own_data(zoo)
+    if own is not None:  # innocents trained on the images they are asked about
+        cal = zoo.get("calibration_reference")
+        pick = np.random.default_rng(config.seed).permutation(len(own.x))[: ecfg.query_log_size]
+        xo = artifact.to_uint8(own.x[pick]).astype(np.float32) / 255.0
+        keys_o, twins_o = labels_of([zoo.source()], xo)[0], labels_of(zoo.get("source_twin"), xo)
+        names += [r["name"] for tg in cal for r in tg.records()]
+        d_null += [excess(lab, keys_o, twins_o) for lab in labels_of(cal, xo)]
+        data += ["own"] * (len(names) - len(data))
     return {
         "log_x": x,
         "log_keys": keys.astype(np.int32),
         "log_twin_labels": twins.astype(np.int32),
-        "calibration": calibrate(d_null, names),
+        "calibration": calibrate(d_null, names, data),
     }
+
+
+def own_data(zoo) -> data_lib.Split | None:
+    """The calibration references' training images when the source and its
+    twins never saw them (D1's held-out part, or D2), else None."""
+    party = zoo.party_name("calibration_reference")
+    unseen = party == "d2" or (party == "d1_holdout" and zoo.party_name("source") == "d1_train")
+    return zoo.split(party) if unseen else None
 
 
 def enabled(config) -> bool:

@@ -209,6 +209,10 @@ def test_a_run_with_twins_reports_the_twin_test_beside_the_paper(tmp_path):
         "--config.models.source_twins=1",
         "--config.extract.query_log=d2",
         "--config.extract.query_log_size=200",
+        "--config.data.source_holdout=0.25",
+        "--config.data.fingerprint_pool=0",
+        "--config.models.training_outsider_references=",
+        "--config.models.calibration_data=d1_holdout",
         "--config.removal.attacks=ftll",
         "--config.evaluate.evasion=False",
     )
@@ -219,6 +223,9 @@ def test_a_run_with_twins_reports_the_twin_test_beside_the_paper(tmp_path):
     cal = fp.meta["twin_calibration"]
     assert any(n.startswith("calibration_reference") for n in cal["models"])
     assert any(n.startswith("training_reference") for n in cal["models"])
+    # the calibration references also on their own training images, which the source never saw
+    own = [n for n, w in zip(cal["models"], cal["data"]) if w == "own"]
+    assert own and all(n.startswith("calibration_reference") for n in own)
     by_name = {r["name"]: r for r in rows}
     # The source and its fine-tuned copy side with the source on every input a twin does not.
     for name in ("source-cnn_small/0", "attack-ftll/0"):
@@ -226,7 +233,10 @@ def test_a_run_with_twins_reports_the_twin_test_beside_the_paper(tmp_path):
     for r in rows:
         assert "twin_p_value" in r and r["log_queries"] == 200
     for r in (r for r in rows if r["kind"] == "calibration_reference"):
-        rest = twin_test.p_value(r["twin_d"], cal, leave_out=r["name"])
+        kept = [i for i, n in enumerate(cal["models"]) if n != r["name"]]
+        others = twin_test.calibrate([cal["d"][i] for i in kept], [cal["models"][i] for i in kept])
+        assert len(kept) == len(cal["models"]) - 2  # its value on the log and on its own data
+        rest = twin_test.p_value(r["twin_d"], others)
         assert r["twin_p_value"] == pytest.approx(rest["twin_p_value"])
     with open(os.path.join(wd, "report.md")) as f:
         assert "Twin test (p < 0.01)" in f.readline() + f.read(4000)
