@@ -34,6 +34,8 @@ neither thieves nor innocents side with the source (docs/validation.md).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from scipy import stats
 
@@ -76,15 +78,17 @@ def p_value(d: float, calibration: dict, leave_out: str | None = None) -> dict:
 
 
 def log_split(zoo, spec: str) -> data_lib.Split:
-    """The query log: a party of this run (the inputs every thief of the study
-    distilled from, `d2`), or an npz file of inputs `x` (uint8 or [0, 1])."""
-    if spec in ("d1", "d2"):
+    """The query log: D2, the inputs every thief of the study distilled from
+    (`d2`), or an npz file of inputs `x` (uint8 or [0, 1])."""
+    if spec == "d2":
         return zoo.split(spec)
     try:
         with np.load(spec, allow_pickle=False) as z:
             x = z["x"]
-    except (OSError, ValueError, KeyError) as e:
-        raise errors.ConfigError(f"extract.query_log {spec!r}: not an npz with inputs x ({e})")
+    except Exception as e:  # noqa: BLE001 (zipfile and numpy raise many kinds on bad bytes)
+        raise errors.ConfigError(
+            f"extract.query_log {spec!r}: not an npz with inputs x ({type(e).__name__}: {e})"
+        ) from None
     x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if x.shape[1:] != tuple(zoo.splits.input_shape):
         raise errors.ConfigError(
@@ -148,3 +152,5 @@ def check(config) -> None:
         )
     if log and config.extract.get("query_log_size", 0) <= 0:
         raise errors.ConfigError("extract.query_log_size must be positive")
+    if log and log != "d2" and not os.path.isfile(log):
+        raise errors.ConfigError(f"extract.query_log {log!r}: no such file (expected d2 or an npz)")

@@ -186,6 +186,19 @@ def test_the_twins_repeat_the_source_recipe_with_other_keys():
     )
 
 
+def test_a_missing_query_log_is_refused_before_anything_trains(tmp_path):
+    proc = run(
+        "train",
+        SMOKE,
+        f"--workdir={tmp_path / 'wd'}",
+        "--config.models.source_twins=1",
+        f"--config.extract.query_log={tmp_path / 'nowhere.npz'}",
+        check=False,
+    )
+    assert_one_line_error(proc, "no such file")
+    assert not os.path.exists(tmp_path / "wd" / "models")
+
+
 def test_a_query_log_file_of_the_wrong_shape_is_one_error_line(tmp_path):
     log = str(tmp_path / "log.npz")
     np.savez(log, x=np.zeros((10, 5, 5, 1), np.uint8))
