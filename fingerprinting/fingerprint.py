@@ -351,21 +351,8 @@ def extract(zoo, config, resume_dir: str | None = None) -> artifact.Fingerprint:
     }
     if twin_test.enabled(config) and len(fp):
         log = twin_test.build(zoo, config, lambda groups, x: labels_of(groups, x, zoo.strategy))
-        fp.log_x, fp.log_keys, fp.log_twin_labels = (
-            log["log_x"],
-            log["log_keys"],
-            log["log_twin_labels"],
-        )
+        fp.log_x, fp.log_keys, fp.log_twin_labels = log["x"], log["keys"], log["twin_labels"]
         fp.meta["twin_calibration"] = log["calibration"]
-        null = log["calibration"]
-        progress.log(
-            f"extract: twin test on {len(fp.log_keys)} logged queries, "
-            f"{len(fp.log_twin_labels)} twin(s); null d of independent models "
-            + " ".join(
-                f"{d:+.3f}{'*' if w == 'own' else ''}" for d, w in zip(null["d"], null["data"])
-            )
-            + " (*: on their own training images)"
-        )
     if held_out is not None and len(fp):  # what ranking on the held-out models gained
         fp.meta["mean_selection_conferrability"] = float(held_out[keep].mean())
         fp.meta["mean_selection_conferrability_passed"] = float(held_out[ok].mean())

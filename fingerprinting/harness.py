@@ -61,10 +61,11 @@ def verdict(fp, labels, config, name: str | None = None, log_labels=None) -> dic
 def verify_zoo(zoo, fp, config) -> list[dict]:
     """One metrics row per model of the tested kinds."""
     rows = []
+    x, x_log = fp.inputs, fp.log_inputs if fp.has_twin_test else None
     for kind in TESTED_KINDS:
         for tg in zoo.get(kind):
-            labels = fp_lib.labels_of([tg], fp.inputs, zoo.strategy)
-            logs = fp_lib.labels_of([tg], fp.log_inputs, zoo.strategy) if fp.has_twin_test else None
+            labels = fp_lib.labels_of([tg], x, zoo.strategy)
+            logs = None if x_log is None else fp_lib.labels_of([tg], x_log, zoo.strategy)
             for i, (rec, lab) in enumerate(zip(tg.records(), labels)):
                 name = rec["name"] if kind == "calibration_reference" else None
                 v = verdict(fp, lab, config, name, None if logs is None else logs[i])

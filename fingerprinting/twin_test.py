@@ -42,6 +42,7 @@ from scipy import stats
 from fingerprinting import artifact
 from fingerprinting import data as data_lib
 from fingerprinting import errors
+from fingerprinting import progress
 
 # The defender's models that measure d's spread under independence.
 NULL_KINDS = ("calibration_reference", "training_reference")
@@ -98,33 +99,43 @@ def log_split(zoo, spec: str) -> data_lib.Split:
     return data_lib.Split(x, np.zeros(len(x), np.int32))
 
 
+def _sample(split: data_lib.Split, size: int, seed: int) -> np.ndarray:
+    """Up to `size` of a split's inputs, drawn at random, as float pixels of uint8 values."""
+    idx = np.random.default_rng(seed).permutation(len(split.x))[:size]
+    return artifact.to_uint8(split.x[idx]).astype(np.float32) / 255.0
+
+
 def build(zoo, config, labels_of) -> dict:
-    """The twin test's part of a fingerprint: the sampled log, the source's and
-    the twins' labels on it, and the null's d (`labels_of(groups, x)`)."""
+    """The twin test's part of a fingerprint: the sampled log (`x`, uint8), the
+    source's and the twins' labels on it, and the null's d
+    (`labels_of(groups, x)`)."""
     ecfg = config.extract
-    split = log_split(zoo, ecfg.query_log)
-    idx = np.random.default_rng(config.seed).permutation(len(split.x))[: ecfg.query_log_size]
-    x = artifact.to_uint8(split.x[idx])
-    xf = x.astype(np.float32) / 255.0
-    keys = labels_of([zoo.source()], xf)[0]
-    twins = labels_of(zoo.get("source_twin"), xf)
+    twins = zoo.get("source_twin")
+
+    def d_of(groups, x):  # the d of each member of `groups` on inputs x
+        keys, twin_labels = labels_of([zoo.source()], x)[0], labels_of(twins, x)
+        return keys, twin_labels, [excess(lab, keys, twin_labels) for lab in labels_of(groups, x)]
+
+    names_of = lambda groups: [r["name"] for tg in groups for r in tg.records()]
+    x = _sample(log_split(zoo, ecfg.query_log), ecfg.query_log_size, config.seed)
     null = zoo.groups(NULL_KINDS)
-    names = [r["name"] for tg in null for r in tg.records()]
-    d_null = [excess(lab, keys, twins) for lab in labels_of(null, xf)]
-    data = ["log"] * len(names)
+    keys, twin_labels, d_null = d_of(null, x)
+    names, data = names_of(null), ["log"] * len(d_null)
     own = own_data(zoo)
     if own is not None:  # innocents trained on the images they are asked about
         cal = zoo.get("calibration_reference")
-        pick = np.random.default_rng(config.seed).permutation(len(own.x))[: ecfg.query_log_size]
-        xo = artifact.to_uint8(own.x[pick]).astype(np.float32) / 255.0
-        keys_o, twins_o = labels_of([zoo.source()], xo)[0], labels_of(zoo.get("source_twin"), xo)
-        names += [r["name"] for tg in cal for r in tg.records()]
-        d_null += [excess(lab, keys_o, twins_o) for lab in labels_of(cal, xo)]
-        data += ["own"] * (len(names) - len(data))
+        d_own = d_of(cal, _sample(own, ecfg.query_log_size, config.seed))[2]
+        names, data, d_null = names + names_of(cal), data + ["own"] * len(d_own), d_null + d_own
+    progress.log(
+        f"extract: twin test on {len(keys)} logged queries, {len(twin_labels)} twin(s); "
+        "null d of independent models "
+        + " ".join(f"{d:+.3f}{'*' if w == 'own' else ''}" for d, w in zip(d_null, data))
+        + " (*: on their own training images)"
+    )
     return {
-        "log_x": x,
-        "log_keys": keys.astype(np.int32),
-        "log_twin_labels": twins.astype(np.int32),
+        "x": artifact.to_uint8(x),
+        "keys": keys.astype(np.int32),
+        "twin_labels": twin_labels.astype(np.int32),
         "calibration": calibrate(d_null, names, data),
     }
 
